@@ -1,0 +1,196 @@
+"""Comparing a catalog with a reference catalog: matching, recall/precision, G-R, differences."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from catalogs.gutenberg_richter import b_value, mc_goodness_of_fit, mc_max_curvature
+from catalogs.matching import match_catalogs
+
+
+@dataclass
+class Comparison:
+    """Result of :func:`compare_catalogs`.
+
+    ``pairs``: the matched pairs (see :func:`catalogs.matching.match_catalogs`); ``missed``:
+    reference events without a match; ``new``: catalog events without a match; ``report``: a
+    JSON-ready summary.
+    """
+
+    pairs: pd.DataFrame
+    missed: pd.DataFrame
+    new: pd.DataFrame
+    report: dict
+
+
+def _clean(value):
+    """JSON-ready: NaN/inf -> None, numpy scalars -> Python."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if not math.isfinite(value) else float(value)
+    return value
+
+
+def _ratio(a: int, b: int) -> float:
+    return a / b if b else float("nan")
+
+
+def gutenberg_richter_summary(magnitudes, dm: float = 0.1, min_events: int = 50) -> dict:
+    """Mc (maximum curvature and goodness of fit) and the b-value above the chosen Mc."""
+    m = np.asarray(magnitudes, dtype="float64")
+    m = m[np.isfinite(m)]
+    if m.size == 0:
+        return {"n": 0, "mc_maxc": None, "mc": None, "mc_method": None, "b": None, "b_sigma": None, "a": None,
+                "n_above_mc": 0}
+    completeness = mc_goodness_of_fit(m, dm, min_events=min_events)
+    fit = b_value(m, completeness.mc, dm)
+    return {
+        "n": int(m.size),
+        "mc_maxc": mc_max_curvature(m, dm),
+        "mc": completeness.mc,
+        "mc_method": completeness.method,
+        "b": fit.b,
+        "b_sigma": fit.sigma,
+        "a": fit.a,
+        "n_above_mc": fit.n,
+    }
+
+
+def _by_magnitude(catalog, reference, pairs, width: float) -> list[dict]:
+    mags = np.concatenate([catalog["magnitude"].to_numpy(dtype="float64"), reference["magnitude"].to_numpy(dtype="float64")])
+    mags = mags[np.isfinite(mags)]
+    if mags.size == 0:
+        return []
+    edges = np.arange(np.floor(mags.min() / width) * width, mags.max() + width, width)
+    ref_mag = reference["magnitude"].to_numpy(dtype="float64")
+    cat_mag = catalog["magnitude"].to_numpy(dtype="float64")
+    ref_hit = np.zeros(len(reference), bool)
+    ref_hit[pairs["reference_index"].to_numpy(dtype=int)] = True
+    cat_hit = np.zeros(len(catalog), bool)
+    cat_hit[pairs["catalog_index"].to_numpy(dtype=int)] = True
+    ref_bin = np.digitize(ref_mag, edges) - 1
+    cat_bin = np.digitize(cat_mag, edges) - 1
+    n_bins = len(edges) - 1
+    n_ref = np.bincount(ref_bin[np.isfinite(ref_mag)], minlength=n_bins)[:n_bins]
+    k_ref = np.bincount(ref_bin[np.isfinite(ref_mag) & ref_hit], minlength=n_bins)[:n_bins]
+    n_cat = np.bincount(cat_bin[np.isfinite(cat_mag)], minlength=n_bins)[:n_bins]
+    k_cat = np.bincount(cat_bin[np.isfinite(cat_mag) & cat_hit], minlength=n_bins)[:n_bins]
+    return [
+        {
+            "magnitude_min": round(float(edges[b]), 6),
+            "magnitude_max": round(float(edges[b + 1]), 6),
+            "n_reference": int(n_ref[b]),
+            "n_reference_matched": int(k_ref[b]),
+            "recall": _ratio(int(k_ref[b]), int(n_ref[b])),
+            "n_catalog": int(n_cat[b]),
+            "n_catalog_matched": int(k_cat[b]),
+            "precision": _ratio(int(k_cat[b]), int(n_cat[b])),
+        }
+        for b in range(n_bins)
+    ]
+
+
+def _difference_stats(values: np.ndarray) -> dict:
+    v = values[np.isfinite(values)]
+    if v.size == 0:
+        return {"n": 0, "median": None, "median_abs": None, "p90_abs": None, "mean": None, "std": None}
+    return {
+        "n": int(v.size),
+        "median": float(np.median(v)),
+        "median_abs": float(np.median(np.abs(v))),
+        "p90_abs": float(np.percentile(np.abs(v), 90)),
+        "mean": float(v.mean()),
+        "std": float(v.std()),
+    }
+
+
+def compare_catalogs(
+    catalog: pd.DataFrame,
+    reference: pd.DataFrame,
+    max_dt_s: float = 3.0,
+    max_dist_km: float = 15.0,
+    magnitude_bin: float = 0.5,
+    dm: float = 0.1,
+    min_events_mc: int = 50,
+) -> Comparison:
+    """Match ``catalog`` to ``reference`` and summarise detection and location agreement.
+
+    Recall is matched / reference events, precision matched / catalog events; per magnitude bin
+    of width ``magnitude_bin`` recall uses the reference magnitude and precision the catalog's.
+    Mc and b (binning ``dm``) are reported per catalog; location, time, depth and magnitude
+    differences (catalog minus reference, s and km) as median, median and 90th percentile of the
+    absolute value, mean and standard deviation.
+    """
+    pairs = match_catalogs(catalog, reference, max_dt_s=max_dt_s, max_dist_km=max_dist_km)
+    k = len(pairs)
+    recall, precision = _ratio(k, len(reference)), _ratio(k, len(catalog))
+    missed = reference.drop(index=reference.index[pairs["reference_index"].to_numpy(dtype=int)])
+    new = catalog.drop(index=catalog.index[pairs["catalog_index"].to_numpy(dtype=int)])
+    report = {
+        "settings": {"max_dt_s": max_dt_s, "max_dist_km": max_dist_km, "magnitude_bin": magnitude_bin, "dm": dm},
+        "counts": {
+            "catalog": len(catalog),
+            "reference": len(reference),
+            "matched": k,
+            "missed": len(missed),
+            "new": len(new),
+        },
+        "recall": recall,
+        "precision": precision,
+        "f1": 2 * recall * precision / (recall + precision) if k else 0.0,
+        "by_magnitude": _by_magnitude(catalog, reference, pairs, magnitude_bin),
+        "gutenberg_richter": {
+            "catalog": gutenberg_richter_summary(catalog["magnitude"], dm, min_events_mc),
+            "reference": gutenberg_richter_summary(reference["magnitude"], dm, min_events_mc),
+        },
+        "differences": {
+            name: _difference_stats(pairs[name].to_numpy(dtype="float64"))
+            for name in ("dt_s", "distance_km", "ddepth_km", "dmagnitude")
+        },
+        "time_range": {
+            "start": str(min(catalog["time"].min(), reference["time"].min())),
+            "end": str(max(catalog["time"].max(), reference["time"].max())),
+        },
+    }
+    return Comparison(pairs, missed.reset_index(drop=True), new.reset_index(drop=True), _clean(report))
+
+
+def summary_table(report: dict) -> str:
+    """A short plain-text table of a comparison report."""
+    counts = report["counts"]
+    gr = report["gutenberg_richter"]
+    diff = report["differences"]
+
+    def fmt(value, spec=".3f"):
+        return "-" if value is None else format(value, spec)
+
+    def b(side):
+        return f"{fmt(gr[side]['b'], '.2f')} ± {fmt(gr[side]['b_sigma'], '.2f')}"
+
+    def mc(side):
+        return f"{fmt(gr[side]['mc'], '.1f')} ({gr[side]['mc_method'] or '-'})"
+
+    lines = [
+        f"{'':16s}{'catalog':>16s}{'reference':>16s}",
+        f"{'events':16s}{counts['catalog']:>16d}{counts['reference']:>16d}",
+        f"{'Mc':16s}{mc('catalog'):>16s}{mc('reference'):>16s}",
+        f"{'b-value':16s}{b('catalog'):>16s}{b('reference'):>16s}",
+        f"matched {counts['matched']}: recall {fmt(report['recall'])}, precision {fmt(report['precision'])}, "
+        f"F1 {fmt(report['f1'])}",
+        f"matched differences (median |x|, 90% |x|): time {fmt(diff['dt_s']['median_abs'], '.2f')}, "
+        f"{fmt(diff['dt_s']['p90_abs'], '.2f')} s; epicentre {fmt(diff['distance_km']['median_abs'], '.2f')}, "
+        f"{fmt(diff['distance_km']['p90_abs'], '.2f')} km; depth {fmt(diff['ddepth_km']['median_abs'], '.2f')}, "
+        f"{fmt(diff['ddepth_km']['p90_abs'], '.2f')} km; magnitude {fmt(diff['dmagnitude']['median_abs'], '.2f')}, "
+        f"{fmt(diff['dmagnitude']['p90_abs'], '.2f')}",
+    ]
+    return "\n".join(lines)
+

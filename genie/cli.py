@@ -1,0 +1,145 @@
+"""The ``genie`` command: one console script, one subcommand per job.
+
+``main(argv=None)`` parses, calls the library and reports; it returns the exit status (0 success,
+2 bad input) so tests can call ``main([...])`` in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from genie import __version__
+
+logger = logging.getLogger("genie")
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from catalogs.compare import compare_catalogs, summary_table
+    from catalogs.events import read_catalog, write_catalog
+    from catalogs.fileio import write_csv_atomic, write_text_atomic
+    from catalogs.picks import attach_stations, read_picks
+    from catalogs.plots import plot_differences, plot_gutenberg_richter, plot_map, plot_recall
+    from catalogs.stations import read_stations
+
+    out = Path(args.out)
+    inputs = {Path(p).resolve() for p in (args.catalog, args.reference, args.stations, args.picks) if p}
+    outputs = ["report.json", "matched.csv", "missed.csv", "new.csv", "excluded_picks.csv",
+               "gutenberg_richter.png", "map.png", "recall_vs_magnitude.png", "differences.png"]
+    clash = [name for name in outputs if (out / name).resolve() in inputs]
+    if clash:
+        from catalogs.schema import InputError
+
+        raise InputError(f"--out {out} would overwrite input file(s) {clash}; choose another directory")
+
+    catalog = read_catalog(args.catalog)
+    reference = read_catalog(args.reference)
+    labels = {"catalog": args.catalog_label or Path(args.catalog).stem,
+              "reference": args.reference_label or Path(args.reference).stem}
+    stations = read_stations(args.stations) if args.stations else None
+    comparison = compare_catalogs(
+        catalog,
+        reference,
+        max_dt_s=args.max_dt,
+        max_dist_km=args.max_dist,
+        magnitude_bin=args.magnitude_bin,
+        dm=args.dm,
+    )
+    report = {"inputs": {"catalog": str(args.catalog), "reference": str(args.reference),
+                         "stations": args.stations and str(args.stations), "picks": args.picks and str(args.picks)},
+              "labels": labels, **comparison.report}
+    out.mkdir(parents=True, exist_ok=True)
+    if args.picks:
+        picks = read_picks(args.picks)
+        summary = {"n_read": len(picks), "n_P": int((picks["phase"] == "P").sum()),
+                   "n_S": int((picks["phase"] == "S").sum())}
+        if stations is not None:
+            kept, excluded = attach_stations(picks, stations, source=str(args.picks))
+            summary.update(n_used=len(kept), n_excluded=len(excluded),
+                           excluded_station_ids=excluded["station_id"].value_counts().to_dict())
+            if len(excluded):
+                write_csv_atomic(excluded.assign(time=excluded["time"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")),
+                                 out / "excluded_picks.csv")
+                summary["excluded_file"] = "excluded_picks.csv"
+            picks = kept
+        per_station = picks.groupby(["station_id", "phase"]).size().unstack(fill_value=0)
+        summary["per_station"] = {s: {p: int(n) for p, n in row.items()} for s, row in per_station.iterrows()}
+        report["picks"] = summary
+
+    pairs = comparison.pairs.copy()
+    pairs.insert(4, "reference_time",
+                 reference["time"].iloc[pairs["reference_index"].to_numpy(dtype=int)].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ").to_numpy())
+    pairs.insert(5, "reference_magnitude", reference["magnitude"].to_numpy()[pairs["reference_index"].to_numpy(dtype=int)])
+    write_csv_atomic(pairs, out / "matched.csv")
+    write_catalog(comparison.missed, None, None, out / "missed.csv")
+    write_catalog(comparison.new, None, None, out / "new.csv")
+    plot_gutenberg_richter({"catalog": catalog["magnitude"], "reference": reference["magnitude"]},
+                           report["gutenberg_richter"], out / "gutenberg_richter.png", dm=args.dm, labels=labels)
+    plot_map(catalog, reference, out / "map.png", stations=stations, missed=comparison.missed, labels=labels)
+    plot_recall(report["by_magnitude"], out / "recall_vs_magnitude.png")
+    plot_differences(comparison.pairs, out / "differences.png")
+    write_text_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
+    print(f"catalog: {labels['catalog']}   reference: {labels['reference']}")
+    print(summary_table(report))
+    if "picks" in report:
+        p = report["picks"]
+        print(f"picks: {p['n_read']} read ({p['n_P']} P, {p['n_S']} S)"
+              + (f", {p['n_excluded']} excluded (unknown stations)" if "n_excluded" in p else ""))
+    print(f"report and figures written to {out}/")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="genie",
+        description="GNN earthquake phase association with a generator calibrated to your network.",
+    )
+    parser.add_argument("--version", action="version", version=f"genie {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "compare",
+        help="compare a catalog with a reference catalog (recall, precision, Mc, b-value, figures)",
+        description="Match a catalog one-to-one to a reference catalog and write report.json, "
+        "matched/missed/new CSVs and figures (G-R curves, map, recall versus magnitude, differences).",
+    )
+    p.add_argument("--catalog", required=True, help="catalog to assess (CSV, QuakeML or hypoDD .pha)")
+    p.add_argument("--reference", required=True, help="reference catalog, e.g. ComCat CSV or the SCSN table")
+    p.add_argument("--out", required=True, help="output directory (created if missing)")
+    p.add_argument("--stations", help="station file, drawn on the map and used to check the picks")
+    p.add_argument("--picks", help="pick file; counts and picks on unknown stations go into the report")
+    p.add_argument("--max-dt", type=float, default=3.0, help="match window in origin time, s (default 3)")
+    p.add_argument("--max-dist", type=float, default=15.0, help="match window in epicentral distance, km (default 15)")
+    p.add_argument("--magnitude-bin", type=float, default=0.5, help="bin width for recall by magnitude (default 0.5)")
+    p.add_argument("--dm", type=float, default=0.1, help="magnitude binning for G-R analysis (default 0.1)")
+    p.add_argument("--catalog-label", help="name of the catalog in figures (default: file name)")
+    p.add_argument("--reference-label", help="name of the reference in figures (default: file name)")
+    p.set_defaults(func=_compare)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from catalogs.schema import InputError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"genie {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

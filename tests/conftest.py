@@ -1,0 +1,40 @@
+"""Shared fixtures. Real data are read from ../shared/data (or $GENIE_SHARED_DATA) and the tests
+that need them skip cleanly when it is absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _shared_data() -> Path:
+    return Path(os.environ.get("GENIE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def salton_dir() -> Path:
+    path = _shared_data() / "salton_sea_2020"
+    if not (path / "picks_phasenet.csv").is_file():
+        pytest.skip(f"real data not found at {path}")
+    return path
+
+
+def make_events(times, lats, lons, depths=None, mags=None, ids=None) -> pd.DataFrame:
+    """A contract events table from plain lists (times as seconds after 2020-01-01 UTC)."""
+    n = len(times)
+    return pd.DataFrame(
+        {
+            "event_id": [str(i) for i in (ids if ids is not None else range(n))],
+            "time": pd.Timestamp("2020-01-01", tz="UTC") + pd.to_timedelta(np.asarray(times, float), unit="s"),
+            "latitude": np.asarray(lats, float),
+            "longitude": np.asarray(lons, float),
+            "depth_km": np.asarray(depths if depths is not None else np.full(n, 5.0), float),
+            "magnitude": np.asarray(mags if mags is not None else np.full(n, 1.0), float),
+        }
+    )
