@@ -183,6 +183,7 @@ def summary_table(report: dict) -> str:
         f"{'':16s}{'catalog':>16s}{'reference':>16s}",
         f"{'events':16s}{counts['catalog']:>16d}{counts['reference']:>16d}",
         f"{'Mc':16s}{mc('catalog'):>16s}{mc('reference'):>16s}",
+        f"{'Mc (max. curv.)':16s}{fmt(gr['catalog']['mc_maxc'], '.1f'):>16s}{fmt(gr['reference']['mc_maxc'], '.1f'):>16s}",
         f"{'b-value':16s}{b('catalog'):>16s}{b('reference'):>16s}",
         f"matched {counts['matched']}: recall {fmt(report['recall'])}, precision {fmt(report['precision'])}, "
         f"F1 {fmt(report['f1'])}",
