@@ -92,6 +92,57 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _synth(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from catalogs.events import read_catalog, write_catalog
+    from catalogs.fileio import write_csv_atomic
+    from catalogs.schema import InputError
+    from catalogs.stations import read_stations
+    from generator.network import Network
+    from generator.params import GeneratorParams
+    from generator.plots import plot_selection
+    from generator.synthesize import generate, travel_time_extent
+    from generator.traveltimes import TravelTimes
+    from generator.velocity import load_velocity_model
+
+    if args.hours <= 0:
+        raise InputError(f"--hours must be positive (got {args.hours})")
+    params = GeneratorParams.from_json(args.params) if args.params else GeneratorParams()
+    if args.events_per_day is not None:
+        params = params.replace(event_rate_per_day=float(args.events_per_day))
+    network = Network.from_stations(read_stations(args.stations))
+    model = load_velocity_model(args.velocity_model)
+    reference = read_catalog(args.reference_catalog) if args.reference_catalog else None
+    max_dist, max_depth = travel_time_extent(network, params)
+    travel_times = TravelTimes.build(model, max_dist, max_depth, spacing_km=args.tt_spacing, cache_dir=args.cache)
+    picks, events = generate(network, travel_times, params, args.hours * 3600.0, args.seed, start=args.start,
+                             reference=reference)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv_atomic(picks.assign(time=picks["time"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")), out / "picks.csv")
+    write_catalog(events, None, None, out / "events.csv")
+    write_csv_atomic(network.stations, out / "stations.csv")
+    params.to_json(out / "params.json")
+    figures = out / "figures"
+    # Events spread over the magnitude range of detected events, largest last.
+    detected = events[events["n_p"] + events["n_s"] > 0].sort_values("magnitude")
+    quantiles = np.linspace(0.5, 1.0, args.figures) if args.figures > 1 else np.array([1.0])
+    chosen = detected.iloc[np.unique(np.round(quantiles * (len(detected) - 1)).astype(int))] if len(detected) else detected
+    for number, ev in enumerate(chosen.itertuples(index=False)):
+        plot_selection(network, [ev.x_km, ev.y_km, ev.depth_km], ev.magnitude, params,
+                       figures / f"selection_{number}_event{ev.event_id}.png", rng=args.seed + number)
+    counts = picks["pick_type"].value_counts()
+    true = picks[picks["event_id"] >= 0]
+    print(f"{len(events)} events (M {events['magnitude'].min():.1f}-{events['magnitude'].max():.1f}), "
+          f"{len(picks)} picks in {args.hours:g} h on {len(network)} stations, model {model.name}")
+    print("picks: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    detected = int((events["n_p"] + events["n_s"] > 0).sum())
+    print(f"true picks per event: {len(true) / max(len(events), 1):.1f} (events with >= 1 pick: {detected}); "
+          f"written to {out}/ (picks.csv, events.csv, stations.csv, params.json, figures/)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genie",
@@ -119,6 +170,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--catalog-label", help="name of the catalog in figures (default: file name)")
     p.add_argument("--reference-label", help="name of the reference in figures (default: file name)")
     p.set_defaults(func=_compare)
+
+    p = sub.add_parser(
+        "synth",
+        help="generate synthetic picks and events on a station network",
+        description="Synthetic picks (with truth columns), events and figures from the generator.",
+    )
+    p.add_argument("--stations", required=True, help="station file")
+    p.add_argument("--velocity-model", default="hadley_kanamori",
+                   help="CSV with depth_km, vp, vs (layer tops), or hadley_kanamori, or homogeneous[:vp[:vs]]")
+    p.add_argument("--hours", type=float, default=24.0, help="duration to simulate, hours (default 24)")
+    p.add_argument("--events-per-day", type=float, help="background event rate (default: from --params)")
+    p.add_argument("--params", help="GeneratorParams JSON (e.g. from genie calibrate); default parameters otherwise")
+    p.add_argument("--reference-catalog", help="place events near this catalog's epicentres")
+    p.add_argument("--start", default="2020-01-01T00:00:00Z", help="start time, UTC (default 2020-01-01)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--figures", type=int, default=3, help="selection maps for the N largest events (default 3)")
+    p.add_argument("--tt-spacing", type=float, default=1.0, help="travel-time table grid, km (default 1)")
+    p.add_argument("--cache", help="travel-time cache directory (default $GENIE_CACHE or ~/.cache/genie)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(func=_synth)
     return parser
 
 

@@ -38,3 +38,27 @@ def make_events(times, lats, lons, depths=None, mags=None, ids=None) -> pd.DataF
             "magnitude": np.asarray(mags if mags is not None else np.full(n, 1.0), float),
         }
     )
+
+
+@pytest.fixture(scope="session")
+def tt_cache(tmp_path_factory) -> Path:
+    """Travel-time tables cached per test session (builds take seconds with TauP)."""
+    return tmp_path_factory.mktemp("traveltimes")
+
+
+@pytest.fixture(scope="session")
+def homogeneous_tt(tt_cache):
+    from generator.traveltimes import TravelTimes
+    from generator.velocity import VelocityModel
+
+    return TravelTimes.build(VelocityModel.homogeneous(6.0), 120.0, 25.0, spacing_km=2.0, cache_dir=tt_cache,
+                             progress=False)
+
+
+@pytest.fixture(scope="session")
+def layered_tt(tt_cache):
+    from generator.traveltimes import TravelTimes
+    from generator.velocity import VelocityModel
+
+    return TravelTimes.build(VelocityModel.hadley_kanamori(), 65.0, 21.0, spacing_km=1.0, cache_dir=tt_cache,
+                             progress=False)

@@ -90,3 +90,30 @@ def test_compare_refuses_to_overwrite_inputs(tmp_path, capsys):
     before = ref.read_text()
     assert main(["compare", "--catalog", str(ref), "--reference", str(ref), "--out", str(tmp_path)]) == 2
     assert ref.read_text() == before
+
+
+def test_synth_on_salton_stations(salton_dir, tmp_path, capsys):
+    out = tmp_path / "synth"
+    code = main(["synth", "--stations", str(salton_dir / "stations.csv"), "--velocity-model", "homogeneous:6.0",
+                 "--hours", "6", "--events-per-day", "200", "--tt-spacing", "2", "--cache", str(tmp_path / "cache"),
+                 "--reference-catalog", str(salton_dir / "catalog_scsn.csv"), "--figures", "2", "--out", str(out)])
+    assert code == 0
+    picks = pd.read_csv(out / "picks.csv")
+    events = pd.read_csv(out / "events.csv")
+    assert {"event_id", "true_phase", "pick_type"} <= set(picks.columns) and len(events) > 20
+    assert set(picks["station_id"]) <= set(pd.read_csv(out / "stations.csv")["station_id"])
+    # Events sit where the reference seismicity is (the swarm near 33.05 N, 115.6 W).
+    assert (events["latitude"] - 33.05).abs().median() < 0.1
+    assert len(list((out / "figures").glob("selection_*.png"))) == 2
+    from catalogs.picks import read_picks
+
+    assert len(read_picks(out / "picks.csv")) == len(picks)
+    assert "events" in capsys.readouterr().out
+
+
+def test_synth_bad_params(tmp_path, capsys):
+    (tmp_path / "st.csv").write_text("station,lat,lon\nA,33,-116\nB,33.2,-116.1\n")
+    (tmp_path / "g.json").write_text('{"p_exp": "high"}')
+    code = main(["synth", "--stations", str(tmp_path / "st.csv"), "--params", str(tmp_path / "g.json"),
+                 "--out", str(tmp_path / "o")])
+    assert code == 2 and "p_exp" in capsys.readouterr().err
