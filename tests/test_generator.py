@@ -202,3 +202,62 @@ def test_params_json_round_trip(tmp_path):
     path.write_text(json.dumps({"miss_pick_rate": 1.5}))
     with pytest.raises(InputError, match="miss_pick_rate=1.5"):
         GeneratorParams.from_json(path)
+
+
+def test_timing_errors_are_spatially_correlated():
+    from generator.timing import arrival_errors
+
+    net = grid_network(4, 5.0)
+    params = GeneratorParams(timing_floor_s=0.01, timing_fraction=0.0, event_bias_s=0.0, timing_corr_s=0.2,
+                             timing_corr_length_km=10.0)
+    err = arrival_errors(np.ones((20_000, len(net), 2)), net, params, np.random.default_rng(0))[..., 0]
+    corr = np.corrcoef(err.T)
+    d = net.distances_km()
+    near, far = (d > 0) & (d <= 5.01), d > 14
+    assert corr[near].mean() > 0.6 and abs(corr[far].mean()) < 0.2
+    assert err.std() == pytest.approx(np.hypot(0.2, 0.01), rel=0.05)
+
+
+def test_event_bias_shifts_all_stations_together():
+    from generator.timing import arrival_errors
+
+    net = grid_network(3)
+    params = GeneratorParams(timing_floor_s=0.001, timing_fraction=0.0, event_bias_s=0.5, timing_corr_s=0.0)
+    err = arrival_errors(np.ones((5000, len(net), 2)), net, params, np.random.default_rng(0))
+    assert np.corrcoef(err[:, 0, 0], err[:, -1, 1])[0, 1] > 0.95
+
+
+def test_3d_ellipsoid_detects_fewer_stations_for_deep_events():
+    net = grid_network()
+    n = 500
+    counts = {}
+    for depth in (2.0, 30.0):
+        src = np.tile([0.0, 0.0, depth], (n, 1))
+        params = GeneratorParams(ellipsoid_3d=True, lambda_noise=0.0)
+        counts[depth] = sample_selections(net, src, np.full(n, 1.3), params, np.random.default_rng(0)).p.sum(1).mean()
+    flat = sample_selections(net, np.tile([0.0, 0.0, 30.0], (n, 1)), np.full(n, 1.3), GeneratorParams(lambda_noise=0.0),
+                             np.random.default_rng(0)).p.sum(1).mean()
+    assert counts[30.0] < counts[2.0] and counts[30.0] < flat
+
+
+def test_false_pick_rates(homogeneous_tt):
+    from generator.false_picks import background_picks, spike_picks
+
+    params = GeneratorParams(background_rate_per_hour=20.0, background_rate_spread=0.0,
+                             background_diurnal_amplitude=0.0, spike_rate_per_day=10.0, spike_station_fraction=0.5)
+    rng = np.random.default_rng(0)
+    sta, t, ph = background_picks(10, 86400.0, params, rng)
+    assert len(t) == pytest.approx(20 * 24 * 10, rel=0.05) and 0.45 < (ph == 0).mean() < 0.55
+    sta, t, _ = spike_picks(40, 86400.0 * 10, params, rng)
+    assert len(t) == pytest.approx(100 * 40 * 0.5, rel=0.25)
+
+
+def test_selection_figures(tmp_path):
+    from generator.plots import plot_real_vs_synthetic, plot_selection
+
+    net = grid_network()
+    sel = plot_selection(net, [0.0, 0.0, 5.0], 1.5, GeneratorParams(), tmp_path / "sel.png", rng=0)
+    assert (tmp_path / "sel.png").stat().st_size > 10_000 and sel.p.shape == (1, len(net))
+    plot_real_vs_synthetic(net, [0.0, 0.0, 5.0], 1.5, net.ids[:5], net.ids[:3], GeneratorParams(),
+                           tmp_path / "rvs.png", rng=0)
+    assert (tmp_path / "rvs.png").stat().st_size > 10_000
