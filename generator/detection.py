@@ -9,7 +9,8 @@ becomes rare). The distance from the epicentre to a station is measured in an el
 
 ``p = (1 - miss_pick_rate) * f(u')``, ``f(u) = exp(-u^(2p) / (2 * 9^(p-1)))``,
 
-with ``u' = max(0, u + lambda_noise * eps)`` and ``eps = L z`` a noise field over the stations
+times a per-station factor (``station_detection``: site noise, outages), with
+``u' = max(0, u + lambda_noise * eps)`` and ``eps = L z`` a noise field over the stations
 with covariance ``C_ij = exp(-d_ij^2 / sigma_noise^2)`` (the report's second iteration). The first
 iteration, a logistic perturbation of the probability, is ``noise_mode='logistic'``. Each station
 is then picked by a Bernoulli draw. Everything is vectorised over events and stations.
@@ -95,6 +96,13 @@ def selection_probability(u: np.ndarray, eps: np.ndarray, params: GeneratorParam
     return np.clip(p_r + (p_r > 0.02) * params.lambda_noise * 2.0 * (logistic - 0.5), 0.0, 1.0)
 
 
+def station_factors(network: Network, params: GeneratorParams) -> np.ndarray:
+    """Per-station ``[M, 2]`` (P, S) factors on the selection probability from
+    ``params.station_detection`` (1 for stations not listed)."""
+    table = params.station_detection
+    return np.array([table.get(sid, (1.0, 1.0)) for sid in network.ids], dtype="float64").reshape(-1, 2)
+
+
 @dataclass
 class Selections:
     """Station selections of ``N`` events on ``M`` stations: booleans and probabilities ``[N, M]``."""
@@ -122,9 +130,10 @@ def sample_selections(network: Network, sources, magnitudes, params: GeneratorPa
     rho = params.ps_noise_correlation
     eps_s = rho * eps_p + np.sqrt(1.0 - rho**2) * correlated_noise(chol, n, rng)
     uniform = rng.random((2, n, len(network)))
-    prob_p = selection_probability(
+    factors = station_factors(network, params)
+    prob_p = factors[:, 0] * selection_probability(
         normalised_distance(sources, network.xyz, params.radial_factor_p * base, ell_p, params), eps_p, params)
-    prob_s = selection_probability(
+    prob_s = factors[:, 1] * selection_probability(
         normalised_distance(sources, network.xyz, params.radial_factor_s * base, ell_s, params), eps_s, params)
     return Selections(uniform[0] < prob_p, uniform[1] < prob_s, prob_p, prob_s)
 

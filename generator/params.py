@@ -69,6 +69,9 @@ class GeneratorParams:
     noise_mode: str = _p("distance", "-", "'distance': r' = max(0, r + lambda eps) (report 2nd iteration); "
                          "'logistic': probability perturbation (1st iteration)")
     sigma_logistic: float = _p(1.0, "1", "logistic harshness (noise_mode='logistic')")
+    station_detection: dict = field(default_factory=dict, metadata={
+        "unit": "1", "doc": "per-station [P, S] factors on the selection probability (site noise, outages), "
+                            "keyed by station id; stations not listed use 1"})
 
     # --- timing ---------------------------------------------------------------------------------
     timing_floor_s: float = _p(0.05, "s", "minimum std of independent P timing error")
@@ -122,7 +125,9 @@ class GeneratorParams:
         for name, value in values.items():
             default = names[name].default
             try:
-                if isinstance(default, bool):
+                if name == "station_detection":
+                    clean[name] = {str(k): [float(v[0]), float(v[1])] for k, v in dict(value).items()}
+                elif isinstance(default, bool):
                     clean[name] = bool(value)
                 elif isinstance(default, tuple):
                     clean[name] = tuple(float(v) for v in value)
@@ -167,6 +172,7 @@ class GeneratorParams:
             ("ps_ellipse_correlation", -1.0 <= self.ps_ellipse_correlation <= 1.0),
             ("score_min", 0.0 <= self.score_min < 1.0),
             ("omori_p", self.omori_p > 0),
+            ("station_detection", all(0.0 <= f <= 1.0 for v in self.station_detection.values() for f in v)),
         ]
         bad = [name for name, ok in checks if not ok]
         if bad:
@@ -176,6 +182,7 @@ class GeneratorParams:
     def describe() -> list[dict]:
         """One dict per parameter: name, default, unit, doc (for the README and ``--help``)."""
         return [
-            {"name": f.name, "default": f.default, "unit": f.metadata["unit"], "doc": f.metadata["doc"]}
+            {"name": f.name, "default": f.default if f.default is not dataclasses.MISSING else f.default_factory(),
+             "unit": f.metadata["unit"], "doc": f.metadata["doc"]}
             for f in dataclasses.fields(GeneratorParams)
         ]

@@ -143,6 +143,80 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from catalogs.events import read_catalog
+    from catalogs.fileio import write_text_atomic
+    from catalogs.picks import read_picks
+    from catalogs.schema import InputError
+    from catalogs.stations import read_stations
+    from calibration.objective import Objective
+    from calibration.optimize import CalibrationSettings, calibrate
+    from calibration.plots import plot_convergence, plot_metrics_by_bin
+    from calibration.reference import label_picks
+    from generator.network import Network
+    from generator.params import GeneratorParams
+    from generator.plots import plot_real_vs_synthetic
+    from generator.synthesize import travel_time_extent
+    from generator.traveltimes import TravelTimes
+    from generator.velocity import load_velocity_model
+
+    if args.n_calls < 5:
+        raise InputError(f"--n-calls must be at least 5 (got {args.n_calls})")
+    settings = (CalibrationSettings.from_json(args.config, n_calls=args.n_calls, seed=args.seed,
+                                              timing_calls=args.timing_calls)
+                if args.config else CalibrationSettings(n_calls=args.n_calls, seed=args.seed,
+                                                        timing_calls=args.timing_calls))
+    start = GeneratorParams.from_json(args.params) if args.params else GeneratorParams()
+    network = Network.from_stations(read_stations(args.stations))
+    picks = read_picks(args.picks)
+    catalog = read_catalog(args.catalog)
+    model = load_velocity_model(args.velocity_model)
+    travel_times = TravelTimes.build(model, *travel_time_extent(network, start), spacing_km=args.tt_spacing,
+                                     cache_dir=args.cache)
+    reference = label_picks(catalog, picks, network, travel_times, min_stations=args.min_stations)
+    if len(reference) < 20:
+        raise InputError(f"only {len(reference)} catalog events have picks on >= {args.min_stations} stations; "
+                         "calibration needs at least 20 (check times, station ids and the velocity model)")
+    objective = Objective.from_reference(network, reference, per_bin=args.per_bin, replicates=args.replicates,
+                                         seed=args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    best, report = calibrate(network, reference, travel_times, picks=picks, start=start, settings=settings,
+                             objective=objective, checkpoint_path=out / "checkpoint.json")
+    report["labelling"] = reference.summary
+    report["inputs"] = {"stations": str(args.stations), "picks": str(args.picks), "catalog": str(args.catalog),
+                        "velocity_model": model.name}
+    best.to_json(out / "generator_params.json")
+    write_text_atomic(out / "calibration_report.json", json.dumps(report, indent=2, default=float) + "\n")
+    figures = out / "figures"
+    plot_convergence(report["rounds"], figures / "convergence.png")
+    import pandas as pd
+
+    plot_metrics_by_bin(pd.DataFrame(report["per_bin_default"]), pd.DataFrame(report["per_bin_calibrated"]),
+                        figures / "metrics_by_magnitude.png")
+    order = np.argsort(reference.magnitudes)
+    for q in (0.25, 0.6, 0.9):
+        i = int(order[int(q * (len(order) - 1))])
+        eid, mag = reference.events["event_id"].iloc[i], reference.magnitudes[i]
+        for label, params in (("default", start), ("calibrated", best)):
+            plot_real_vs_synthetic(network, reference.sources[i], mag, reference.selected_p[i],
+                                   reference.selected_s[i], params,
+                                   figures / f"real_vs_synthetic_event{eid}_{label}.png", rng=args.seed,
+                                   title=f"event {eid} (M {mag:.2f}): real vs synthetic, {label} parameters")
+    s = reference.summary
+    print(f"labelled {s['picks_labelled']} of {s['picks']} picks ({s['picks_labelled_p']} P, {s['picks_labelled_s']} S) "
+          f"to {s['events_kept']} of {s['events']} catalog events")
+    print(f"objective: {report['objective_default']:.4f} at the starting parameters -> "
+          f"{report['objective_calibrated']:.4f} calibrated")
+    for name in ("radial_factor_p", "radial_factor_s", "miss_pick_rate", "p_exp", "lambda_noise", "sigma_noise",
+                 "pdist_log10_km_at_m0", "pdist_per_magnitude", "timing_floor_s", "background_rate_per_hour"):
+        print(f"  {name:24s} {getattr(start, name):10.4g} -> {getattr(best, name):10.4g}")
+    print(f"written to {out}/ (generator_params.json, calibration_report.json, figures/, checkpoint.json)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genie",
@@ -190,6 +264,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", help="travel-time cache directory (default $GENIE_CACHE or ~/.cache/genie)")
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=_synth)
+
+    p = sub.add_parser(
+        "calibrate",
+        help="calibrate the generator to a real network (Bayesian optimisation)",
+        description="Label real picks to a reference catalog, then fit the generator's parameters so that "
+        "synthetic station selections match the real ones per magnitude bin. Resumes from DIR/checkpoint.json.",
+    )
+    p.add_argument("--stations", required=True, help="station file")
+    p.add_argument("--picks", required=True, help="real picks (PhaseNet, SeisBench, ...)")
+    p.add_argument("--catalog", required=True, help="reference catalog for the same period")
+    p.add_argument("--velocity-model", default="hadley_kanamori",
+                   help="CSV with depth_km, vp, vs, or hadley_kanamori, or homogeneous[:vp[:vs]]")
+    p.add_argument("--n-calls", type=int, default=150, help="GP evaluations, rounds 1 + 2 (default 150)")
+    p.add_argument("--timing-calls", type=int, default=25, help="evaluations of round 3, timing (default 25)")
+    p.add_argument("--per-bin", type=int, default=100, help="real events sampled per magnitude bin (default 100)")
+    p.add_argument("--replicates", type=int, default=5, help="synthetic replicates per real event (default 5)")
+    p.add_argument("--min-stations", type=int, default=3, help="keep events picked on at least N stations (default 3)")
+    p.add_argument("--params", help="starting GeneratorParams JSON (default: built-in defaults)")
+    p.add_argument("--config", help="JSON with spatial_bounds / timing_bounds / fixed overrides")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tt-spacing", type=float, default=1.0, help="travel-time table grid, km (default 1)")
+    p.add_argument("--cache", help="travel-time cache directory (default $GENIE_CACHE or ~/.cache/genie)")
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(func=_calibrate)
     return parser
 
 

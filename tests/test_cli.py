@@ -117,3 +117,24 @@ def test_synth_bad_params(tmp_path, capsys):
     code = main(["synth", "--stations", str(tmp_path / "st.csv"), "--params", str(tmp_path / "g.json"),
                  "--out", str(tmp_path / "o")])
     assert code == 2 and "p_exp" in capsys.readouterr().err
+
+
+def test_calibrate_on_salton_sea(salton_dir, tmp_path, capsys):
+    out = tmp_path / "cal"
+    code = main(["calibrate", "--stations", str(salton_dir / "stations.csv"),
+                 "--picks", str(salton_dir / "picks_phasenet.csv"), "--catalog", str(salton_dir / "catalog_scsn.csv"),
+                 "--velocity-model", "hadley_kanamori", "--tt-spacing", "2", "--cache", str(tmp_path / "cache"),
+                 "--timing-calls", "10", "--out", str(out)])
+    assert code == 0
+    report = json.loads((out / "calibration_report.json").read_text())
+    assert report["labelling"]["events_kept"] > 950 and report["labelling"]["picks_labelled"] > 18_000
+    assert report["objective_calibrated"] <= 0.5 * report["objective_default"]
+    assert report["fits"]["station_detection"]["CI.DRE..HH"][1] < 0.1  # DRE picks no S
+    from generator.params import GeneratorParams
+
+    params = GeneratorParams.from_json(out / "generator_params.json")
+    assert params.radial_factor_p != GeneratorParams().radial_factor_p
+    for name in ("convergence.png", "metrics_by_magnitude.png"):
+        assert (out / "figures" / name).stat().st_size > 10_000
+    assert len(list((out / "figures").glob("real_vs_synthetic_*_calibrated.png"))) == 3
+    assert "calibrated" in capsys.readouterr().out
