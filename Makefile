@@ -26,6 +26,8 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m "slow"
 
+# The pipeline as far as it is built: check the data (compare), calibrate the generator to the
+# real picks, then generate a day of synthetic picks with the calibrated parameters.
 demo: $(STAMP)
 	$(BIN)/genie compare \
 		--catalog $(SALTON)/catalog_scsn.csv \
@@ -33,6 +35,16 @@ demo: $(STAMP)
 		--stations $(SALTON)/stations.csv \
 		--picks $(SALTON)/picks_phasenet.csv \
 		--out $(OUT)/compare
+	$(BIN)/genie calibrate \
+		--stations $(SALTON)/stations.csv \
+		--picks $(SALTON)/picks_phasenet.csv \
+		--catalog $(SALTON)/catalog_scsn.csv \
+		--out $(OUT)/calibration
+	$(BIN)/genie synth \
+		--stations $(SALTON)/stations.csv \
+		--params $(OUT)/calibration/generator_params.json \
+		--reference-catalog $(SALTON)/catalog_scsn.csv \
+		--hours 24 --out $(OUT)/synth
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache *.egg-info

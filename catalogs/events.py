@@ -24,6 +24,8 @@ from catalogs.schema import (
     InputError,
     Source,
     check_coordinates,
+    fail_at,
+    format_times,
     normalise_phase,
     parse_times,
     require_rows,
@@ -34,7 +36,6 @@ from catalogs.schema import (
 logger = logging.getLogger(__name__)
 
 QUAKEML_SUFFIXES = {".xml", ".qml", ".quakeml"}
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def _format(path: Path, fmt: str | None) -> str:
@@ -124,10 +125,7 @@ def normalise_events(df: pd.DataFrame, src: Source) -> pd.DataFrame:
             column, factor = cols[name]
             values = df[column].reset_index(drop=True)
             out[name] = values.astype(str) if factor is None else to_numeric(values, src, column) * factor
-    duplicated = out["event_id"].duplicated()
-    if duplicated.any():
-        pos = int(np.flatnonzero(duplicated.to_numpy())[0])
-        raise InputError(f"{src.name}, {src.row(pos)}: duplicate event id {out['event_id'].iloc[pos]!r}")
+    fail_at(out["event_id"].duplicated(), src, lambda pos: f"duplicate event id {out['event_id'].iloc[pos]!r}")
     return out.sort_values("time", kind="stable").reset_index(drop=True)
 
 
@@ -324,7 +322,7 @@ def write_catalog(
     if fmt != "csv":
         raise InputError(f"{path}: cannot write format {fmt!r}; use csv or quakeml")
     table = events.copy()
-    table["time"] = table["time"].dt.strftime(_TIME_FORMAT)
+    table["time"] = format_times(table["time"])
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
     written = [path]
@@ -332,7 +330,7 @@ def write_catalog(
         pick_rows = picks.iloc[assignments["pick_index"].to_numpy()].reset_index(drop=True)
         table = assignments[ASSIGNMENT_COLUMNS].reset_index(drop=True).copy()
         table["station_id"] = pick_rows["station_id"].to_numpy()
-        table["pick_time"] = pick_rows["time"].dt.strftime(_TIME_FORMAT).to_numpy()
+        table["pick_time"] = format_times(pick_rows["time"]).to_numpy()
         table["pick_score"] = pick_rows["score"].to_numpy()
         table["amplitude"] = pick_rows["amplitude"].to_numpy() if "amplitude" in pick_rows else np.nan
         target = _assignments_path(path)

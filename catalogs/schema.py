@@ -133,6 +133,26 @@ class Source:
         return f"line {position + self.first_line}"
 
 
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def format_times(times: pd.Series) -> pd.Series:
+    """ISO 8601 UTC strings with microseconds and a ``Z`` (what our CSV files hold)."""
+    return times.dt.strftime(TIME_FORMAT)
+
+
+def fail_at(bad, source: Source, message) -> None:
+    """Raise :class:`InputError` at the first True of ``bad`` (a boolean mask over rows).
+
+    ``message(pos)`` words the problem at row position ``pos``; the file line and the number of
+    such rows are added.
+    """
+    bad = np.asarray(bad, dtype=bool)
+    if bad.any():
+        pos = int(np.flatnonzero(bad)[0])
+        raise InputError(f"{source.name}, {source.row(pos)}: {message(pos)} ({int(bad.sum())} such row(s))")
+
+
 def resolve_columns(df: pd.DataFrame, aliases: Aliases, required: list[str], source: Source) -> dict:
     """Map canonical column names to ``(actual column, unit factor)`` found in ``df``.
 
@@ -163,12 +183,7 @@ def to_numeric(values: pd.Series, source: Source, column: str, allow_nan: bool =
     bad = out.isna() & values.notna() & (values.astype(str).str.strip().str.lower() != "nan")
     if not allow_nan:
         bad |= out.isna()
-    if bad.any():
-        pos = int(np.flatnonzero(bad.to_numpy())[0])
-        raise InputError(
-            f"{source.name}, {source.row(pos)}: column '{column}' has invalid value "
-            f"{values.iloc[pos]!r} ({int(bad.sum())} such row(s))"
-        )
+    fail_at(bad, source, lambda pos: f"column '{column}' has invalid value {values.iloc[pos]!r}")
     return out
 
 
@@ -190,13 +205,7 @@ def parse_times(values: pd.Series, source: Source, column: str) -> pd.Series:
     else:
         text = values.map(lambda v: v if v is None or isinstance(v, str) else str(v))
         times = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
-    bad = times.isna()
-    if bad.any():
-        pos = int(np.flatnonzero(bad.to_numpy())[0])
-        raise InputError(
-            f"{source.name}, {source.row(pos)}: column '{column}' has unparseable time "
-            f"{values.iloc[pos]!r} ({int(bad.sum())} such row(s))"
-        )
+    fail_at(times.isna(), source, lambda pos: f"column '{column}' has unparseable time {values.iloc[pos]!r}")
     return times.dt.as_unit("ns")
 
 
@@ -226,22 +235,12 @@ def check_coordinates(df: pd.DataFrame, columns: list[str], source: Source) -> N
         bad = ~np.isfinite(values)
         if column in limits:
             bad |= np.abs(np.nan_to_num(values)) > limits[column]
-        if bad.any():
-            pos = int(np.flatnonzero(bad)[0])
-            raise InputError(
-                f"{source.name}, {source.row(pos)}: column '{column}' is missing or out of range "
-                f"({values[pos]!r}; {int(bad.sum())} such row(s))"
-            )
+        fail_at(bad, source, lambda pos: f"column '{column}' is missing or out of range ({values[pos]!r})")
 
 
 def normalise_phase(values: pd.Series, source: Source, column: str) -> pd.Series:
     """Map phase labels to ``P``/``S`` by their first letter (``Pg``, ``Sn``, ``p`` ...)."""
     first = values.astype(str).str.strip().str[:1].str.upper()
-    bad = ~first.isin(["P", "S"])
-    if bad.any():
-        pos = int(np.flatnonzero(bad.to_numpy())[0])
-        raise InputError(
-            f"{source.name}, {source.row(pos)}: column '{column}' has phase {values.iloc[pos]!r}; "
-            f"expected P or S ({int(bad.sum())} such row(s))"
-        )
+    fail_at(~first.isin(["P", "S"]), source,
+            lambda pos: f"column '{column}' has phase {values.iloc[pos]!r}; expected P or S")
     return first

@@ -6,7 +6,6 @@ import logging
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from catalogs.fileio import first_line, read_table
@@ -16,6 +15,7 @@ from catalogs.schema import (
     InputError,
     Source,
     check_coordinates,
+    fail_at,
     require_rows,
     resolve_columns,
     to_numeric,
@@ -96,10 +96,7 @@ def _normalise(df: pd.DataFrame, src: Source) -> pd.DataFrame:
         logger.warning("%s: no elevation column; using elevation_m = 0 for all stations", src.name)
         out["elevation_m"] = 0.0
     check_coordinates(out, ["latitude", "longitude"], src)
-    duplicated = out["station_id"].duplicated()
-    if duplicated.any():
-        pos = int(np.flatnonzero(duplicated.to_numpy())[0])
-        raise InputError(f"{src.name}, {src.row(pos)}: duplicate station id {out['station_id'].iloc[pos]!r}")
+    fail_at(out["station_id"].duplicated(), src, lambda pos: f"duplicate station id {out['station_id'].iloc[pos]!r}")
     used = {c for c, _ in cols.values()}
     extras = [c for c in df.columns if c not in used and c not in out.columns]
     return pd.concat([out, df[extras].reset_index(drop=True)], axis=1)

@@ -19,7 +19,6 @@ import pandas as pd
 from generator.network import Network
 from generator.params import GeneratorParams
 
-EVENT_SAMPLE_COLUMNS = ["origin_s", "x_km", "y_km", "depth_km", "magnitude", "burst_id"]
 
 
 def gutenberg_richter(n: int, b: float, m_min: float, m_max: float, rng: np.random.Generator) -> np.ndarray:

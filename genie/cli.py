@@ -23,6 +23,7 @@ def _compare(args: argparse.Namespace) -> int:
     from catalogs.fileio import write_csv_atomic, write_text_atomic
     from catalogs.picks import attach_stations, read_picks
     from catalogs.plots import plot_differences, plot_gutenberg_richter, plot_map, plot_recall
+    from catalogs.schema import format_times
     from catalogs.stations import read_stations
 
     out = Path(args.out)
@@ -61,8 +62,7 @@ def _compare(args: argparse.Namespace) -> int:
             summary.update(n_used=len(kept), n_excluded=len(excluded),
                            excluded_station_ids=excluded["station_id"].value_counts().to_dict())
             if len(excluded):
-                write_csv_atomic(excluded.assign(time=excluded["time"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")),
-                                 out / "excluded_picks.csv")
+                write_csv_atomic(excluded.assign(time=format_times(excluded["time"])), out / "excluded_picks.csv")
                 summary["excluded_file"] = "excluded_picks.csv"
             picks = kept
         per_station = picks.groupby(["station_id", "phase"]).size().unstack(fill_value=0)
@@ -71,7 +71,7 @@ def _compare(args: argparse.Namespace) -> int:
 
     pairs = comparison.pairs.copy()
     pairs.insert(4, "reference_time",
-                 reference["time"].iloc[pairs["reference_index"].to_numpy(dtype=int)].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ").to_numpy())
+                 format_times(reference["time"].iloc[pairs["reference_index"].to_numpy(dtype=int)]).to_numpy())
     pairs.insert(5, "reference_magnitude", reference["magnitude"].to_numpy()[pairs["reference_index"].to_numpy(dtype=int)])
     write_csv_atomic(pairs, out / "matched.csv")
     write_catalog(comparison.missed, None, None, out / "missed.csv")
@@ -97,7 +97,7 @@ def _synth(args: argparse.Namespace) -> int:
 
     from catalogs.events import read_catalog, write_catalog
     from catalogs.fileio import write_csv_atomic
-    from catalogs.schema import InputError
+    from catalogs.schema import InputError, format_times
     from catalogs.stations import read_stations
     from generator.network import Network
     from generator.params import GeneratorParams
@@ -120,7 +120,7 @@ def _synth(args: argparse.Namespace) -> int:
                              reference=reference)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_csv_atomic(picks.assign(time=picks["time"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")), out / "picks.csv")
+    write_csv_atomic(picks.assign(time=format_times(picks["time"])), out / "picks.csv")
     write_catalog(events, None, None, out / "events.csv")
     write_csv_atomic(network.stations, out / "stations.csv")
     params.to_json(out / "params.json")
@@ -217,6 +217,17 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments shared by the commands that compute travel times on a network."""
+    p.add_argument("--stations", required=True, help="station file")
+    p.add_argument("--velocity-model", default="hadley_kanamori",
+                   help="CSV with depth_km, vp, vs (layer tops), or hadley_kanamori, or homogeneous[:vp[:vs]]")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--tt-spacing", type=float, default=1.0, help="travel-time table grid, km (default 1)")
+    p.add_argument("--cache", help="travel-time cache directory (default $GENIE_CACHE or ~/.cache/genie)")
+    p.add_argument("--out", required=True, help="output directory")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genie",
@@ -250,19 +261,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="generate synthetic picks and events on a station network",
         description="Synthetic picks (with truth columns), events and figures from the generator.",
     )
-    p.add_argument("--stations", required=True, help="station file")
-    p.add_argument("--velocity-model", default="hadley_kanamori",
-                   help="CSV with depth_km, vp, vs (layer tops), or hadley_kanamori, or homogeneous[:vp[:vs]]")
+    _add_model_arguments(p)
     p.add_argument("--hours", type=float, default=24.0, help="duration to simulate, hours (default 24)")
     p.add_argument("--events-per-day", type=float, help="background event rate (default: from --params)")
     p.add_argument("--params", help="GeneratorParams JSON (e.g. from genie calibrate); default parameters otherwise")
     p.add_argument("--reference-catalog", help="place events near this catalog's epicentres")
     p.add_argument("--start", default="2020-01-01T00:00:00Z", help="start time, UTC (default 2020-01-01)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--figures", type=int, default=3, help="selection maps for the N largest events (default 3)")
-    p.add_argument("--tt-spacing", type=float, default=1.0, help="travel-time table grid, km (default 1)")
-    p.add_argument("--cache", help="travel-time cache directory (default $GENIE_CACHE or ~/.cache/genie)")
-    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--figures", type=int, default=3,
+                   help="selection maps of N events spread over the detected magnitudes (default 3)")
     p.set_defaults(func=_synth)
 
     p = sub.add_parser(
@@ -271,11 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Label real picks to a reference catalog, then fit the generator's parameters so that "
         "synthetic station selections match the real ones per magnitude bin. Resumes from DIR/checkpoint.json.",
     )
-    p.add_argument("--stations", required=True, help="station file")
+    _add_model_arguments(p)
     p.add_argument("--picks", required=True, help="real picks (PhaseNet, SeisBench, ...)")
     p.add_argument("--catalog", required=True, help="reference catalog for the same period")
-    p.add_argument("--velocity-model", default="hadley_kanamori",
-                   help="CSV with depth_km, vp, vs, or hadley_kanamori, or homogeneous[:vp[:vs]]")
     p.add_argument("--n-calls", type=int, default=150, help="GP evaluations, rounds 1 + 2 (default 150)")
     p.add_argument("--timing-calls", type=int, default=25, help="evaluations of round 3, timing (default 25)")
     p.add_argument("--per-bin", type=int, default=100, help="real events sampled per magnitude bin (default 100)")
@@ -283,10 +287,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-stations", type=int, default=3, help="keep events picked on at least N stations (default 3)")
     p.add_argument("--params", help="starting GeneratorParams JSON (default: built-in defaults)")
     p.add_argument("--config", help="JSON with spatial_bounds / timing_bounds / fixed overrides")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tt-spacing", type=float, default=1.0, help="travel-time table grid, km (default 1)")
-    p.add_argument("--cache", help="travel-time cache directory (default $GENIE_CACHE or ~/.cache/genie)")
-    p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=_calibrate)
     return parser
 

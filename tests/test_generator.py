@@ -261,3 +261,13 @@ def test_selection_figures(tmp_path):
     plot_real_vs_synthetic(net, [0.0, 0.0, 5.0], 1.5, net.ids[:5], net.ids[:3], GeneratorParams(),
                            tmp_path / "rvs.png", rng=0)
     assert (tmp_path / "rvs.png").stat().st_size > 10_000
+
+
+def test_amplitude_law_inverts_to_magnitude():
+    from generator.amplitudes import arrival_amplitudes, magnitude_from_amplitude
+
+    params = GeneratorParams(amp_station_sigma=0.0, amp_noise_sigma=0.0)
+    dist = np.array([[5.0, 20.0, 80.0]])
+    amp = arrival_amplitudes([2.3], dist, np.zeros(3), params, np.random.default_rng(0))
+    np.testing.assert_allclose(magnitude_from_amplitude(amp[..., 0], dist, params), 2.3)
+    assert amp[0, 0, 0] > amp[0, 1, 0] > amp[0, 2, 0] and np.allclose(amp[..., 1] / amp[..., 0], 1.5)
