@@ -173,3 +173,25 @@ def test_labelling_recovers_planted_events_and_fits(homogeneous_tt):
     assert bg["background_rate_per_hour"] == pytest.approx(5.0 * np.exp(0.5**2 / 2) * 1.0, rel=0.35)
     pd_fit = fit_pdist(ref, net, factors)
     assert pd_fit["ok"] and pd_fit["pdist_per_magnitude"] > 0.1
+
+
+def test_reference_from_associated_quakeml(tmp_path, homogeneous_tt):
+    from calibration.reference import from_associations
+    from catalogs.events import read_associations, write_catalog
+
+    net = grid_network(6, 12.0)
+    params = GeneratorParams(event_rate_per_day=100, burst_rate_per_day=0.0, background_rate_per_hour=2.0)
+    picks, events = generate(net, homogeneous_tt, params, 6 * 3600.0, 3)
+    true = picks[picks["event_id"] >= 0]
+    assignments = pd.DataFrame({"pick_index": true.index.to_numpy(), "event_id": true["event_id"].astype(str),
+                                "phase": true["true_phase"], "residual_s": np.nan, "score": 1.0})
+    path = tmp_path / "assoc.xml"
+    write_catalog(events, assignments, picks[["station_id", "time", "phase", "score", "amplitude"]], path)
+    ev, asg, pk = read_associations(path)
+    ref = from_associations(ev, asg, pk, net, homogeneous_tt, min_stations=3)
+    kept = events.set_index("event_id").loc[ref.events["event_id"]]
+    stations_per_event = true.groupby("event_id")["station_id"].nunique()
+    assert len(ref) == (stations_per_event >= 3).sum() > 10
+    assert ref.selected_p.sum(1).tolist() == kept["n_p"].tolist()
+    assert ref.selected_s.sum(1).tolist() == kept["n_s"].tolist()
+    assert np.nanmax(np.abs(ref.residuals)) < 1.5  # computed from travel times: timing errors only
