@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+import torch
+
+from genie.features import PickTable, window_features
+
+
+def test_nearest_pick_per_group():
+    # station 0: P at 10 s, S at 14 s; station 1: P at 30 s
+    table = PickTable([0, 0, 1], [10.0, 14.0, 30.0], [0, 1, 0], n_stations=2)
+    d = table.nearest(torch.tensor([0, 0, 1, 1]), torch.tensor([11.0, 13.0, 0.0, 29.0], dtype=torch.float64))
+    assert d.tolist() == [-1.0, 1.0, 30.0, 1.0]
+    labelled_s0 = 2 + 0 * 2 + 1  # n_stations + 2 * station + phase
+    assert table.nearest(torch.tensor([labelled_s0]), torch.tensor([10.0], dtype=torch.float64)).item() == 4.0
+    labelled_s1_s = 2 + 1 * 2 + 1
+    assert np.isinf(table.nearest(torch.tensor([labelled_s1_s]), torch.tensor([30.0], dtype=torch.float64)).item())
+
+
+def test_features_for_a_planted_pick():
+    kernel = 2.0
+    tt = torch.tensor([[3.0, 5.0], [6.0, 10.0]])  # two product nodes on stations 0 and 1
+    origin = 100.0
+    table = PickTable([0], [origin + 3.0 + 1.0], [0], n_stations=2)  # P pick 1 s late on station 0
+    f = window_features(table, torch.tensor([0, 1]), tt, torch.tensor([origin], dtype=torch.float64), kernel)
+    assert f.shape == (1, 2, 5) and f.dtype == torch.float32
+    k1 = np.exp(-0.5 * (1.0 / kernel) ** 2)
+    k_s = np.exp(-0.5 * ((origin + 4.0 - (origin + 5.0)) / kernel) ** 2)  # same pick vs the S arrival
+    np.testing.assert_allclose(f[0, 0].numpy(), [k1, k_s, k1, 0.0, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(f[0, 1].numpy(), [0, 0, 0, 0, 1.0], atol=1e-12)
+    masked = window_features(table, torch.tensor([0, 1]), tt, torch.tensor([origin], dtype=torch.float64), kernel,
+                             station_active=torch.tensor([[False, True]]))
+    assert masked[0, 0].tolist() == [0, 0, 0, 0, 0]
+
+
+def test_features_batch_of_windows_vectorised():
+    rng = np.random.default_rng(0)
+    n = 5000
+    table = PickTable(rng.integers(0, 16, n), rng.uniform(0, 86400, n), rng.integers(0, 2, n), 16)
+    pair_station = torch.as_tensor(np.repeat(np.arange(16), 50))
+    tt = torch.as_tensor(rng.uniform(1, 20, (800, 2)))
+    f = window_features(table, pair_station, tt, torch.linspace(0, 86400, 32, dtype=torch.float64), 1.0)
+    assert f.shape == (32, 800, 5) and torch.isfinite(f).all() and f[..., :4].max() <= 1.0
+
+
+@pytest.mark.gpu
+def test_features_on_cuda():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    table = PickTable([0], [104.0], [0], n_stations=2, device="cuda")
+    f = window_features(table, torch.tensor([0, 1]), torch.tensor([[3.0, 5.0], [6.0, 10.0]]),
+                        torch.tensor([100.0], dtype=torch.float64), 2.0)
+    assert f.device.type == "cuda" and abs(f[0, 0, 0].item() - np.exp(-0.125)) < 1e-6
