@@ -1,5 +1,5 @@
 import numpy as np
-import pytest
+from scipy.spatial import cKDTree
 
 from genie.graphs import knn_edges, lloyd_nodes, product_graph, within_range
 
@@ -20,7 +20,7 @@ def test_lloyd_nodes_cover_the_box_evenly():
     nodes = lloyd_nodes((0, 100, 0, 50, 0, 20), 200, rng)
     assert nodes.shape == (200, 3)
     assert nodes[:, 0].min() >= 0 and nodes[:, 0].max() <= 100 and nodes[:, 2].max() <= 20
-    d, _ = __import__("scipy.spatial", fromlist=["cKDTree"]).cKDTree(nodes).query(nodes, k=2)
+    d, _ = cKDTree(nodes).query(nodes, k=2)
     nn = d[:, 1]
     assert nn.std() / nn.mean() < 0.35  # packed, not clumped like uniform random points
     deep = lloyd_nodes((0, 100, 0, 50, 0, 20), 200, np.random.default_rng(0), depth_scale=3.0)
