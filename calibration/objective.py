@@ -78,7 +78,7 @@ class Objective:
         self._weights = moran_weights(xy, self.moran_length_km)
         self._bin = np.clip(np.digitize(self.reference.magnitudes, self.edges) - 1, 0, len(self.edges) - 2)
         real = selection_metrics(self.reference.selected_p, self.reference.selected_s, xy, self._weights)
-        self._real = self._per_bin(real, self._bin)
+        self._real = real.groupby(self._bin).mean()
 
     @classmethod
     def from_reference(cls, network: Network, reference: ReferenceEvents, per_bin: int = 100,
@@ -88,9 +88,6 @@ class Objective:
         rows = stratified_sample(reference.magnitudes, edges, per_bin, np.random.default_rng(seed))
         kwargs.setdefault("min_stations", int(reference.summary.get("min_stations", 1)))
         return cls(network, reference.subset(rows), edges, replicates=replicates, seed=seed, **kwargs)
-
-    def _per_bin(self, values: pd.DataFrame, bins: np.ndarray) -> pd.DataFrame:
-        return values.groupby(bins).mean()
 
     def synthetic(self, params: GeneratorParams):
         """Synthetic selections ``[N * replicates, M]`` (P, S) at the reference sources, replicate
@@ -109,7 +106,7 @@ class Objective:
         # Real events were kept only when picked on >= min_stations stations; condition the
         # synthetic replicates the same way, or small-magnitude bins are compared unfairly.
         seen = (syn_p | syn_s).sum(1) >= self.min_stations
-        syn = self._per_bin(selection_metrics(syn_p, syn_s, xy, self._weights)[seen], bins[seen])
+        syn = selection_metrics(syn_p, syn_s, xy, self._weights)[seen].groupby(bins[seen]).mean()
         rows = []
         for metric in self.metrics:
             real, synthetic = self._real[metric], syn[metric].reindex(self._real.index)

@@ -30,13 +30,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import wasserstein_distance
+from scipy.optimize import brentq
+from scipy.stats import qmc, wasserstein_distance
 
 from catalogs.fileio import write_text_atomic
 from catalogs.gutenberg_richter import b_value, mc_goodness_of_fit
-from catalogs.schema import InputError, seconds_since
+from catalogs.picks import station_index
+from catalogs.schema import InputError
 from calibration.objective import Objective
 from calibration.reference import ReferenceEvents
+from generator.detection import radial_function
 from generator.network import Network
 from generator.params import GeneratorParams
 from generator.timing import arrival_errors
@@ -151,8 +154,6 @@ def _search(name, function, bounds: dict, base: GeneratorParams, n_calls: int, s
 
     screened_x, screened_y = checkpoint.done(f"{name}_screen")
     if screen and len(screened_x) < screen:
-        from scipy.stats import qmc
-
         unit = qmc.LatinHypercube(d=len(names), seed=settings.seed).random(screen)
         lows, highs = np.array(list(bounds.values())).T
         for x in (lows + unit * (highs - lows))[len(screened_x):]:
@@ -201,10 +202,6 @@ def fit_pdist(reference: ReferenceEvents, network: Network, station_detection: d
     Saturated bins (fraction within 5 % of the ceiling) carry no information and are skipped;
     with fewer than two usable bins the result has ``ok = False``.
     """
-    from scipy.optimize import brentq
-
-    from generator.detection import radial_function
-
     d = np.sqrt(((reference.sources[:, None, :2] - network.xyz[None, :, :2]) ** 2).sum(-1))
     factors = np.array([(station_detection or {}).get(s, (1.0, 1.0))[0] for s in network.ids])
     ceiling = (1.0 - miss_pick_rate) * factors
@@ -261,13 +258,11 @@ def fit_station_detection(reference: ReferenceEvents, network: Network, min_even
 def fit_background(picks: pd.DataFrame, reference: ReferenceEvents, network: Network) -> dict:
     """False-pick background from the picks left unlabelled: mean rate per station and hour, its
     log-normal spread across stations, the day-night modulation and the P fraction."""
-    from calibration.reference import station_index
-
     labelled = np.zeros(len(picks), bool)
     labelled[reference.assignments["pick_index"].to_numpy(dtype=int)] = True
-    sta = station_index(picks, network, source="background fit")
+    sta = station_index(picks, network.stations, source="background fit")
     free = (~labelled) & (sta >= 0)
-    hours = max(seconds_since(picks["time"].iloc[[-1]], picks["time"].min())[0] / 3600.0, 1.0)
+    hours = max((picks["time"].max() - picks["time"].min()).total_seconds() / 3600.0, 1.0)
     per_station = np.bincount(sta[free], minlength=len(network)) / hours
     active = per_station > 0
     hour_of_day = picks["time"][free].dt.hour.to_numpy()
@@ -286,7 +281,7 @@ def fit_background(picks: pd.DataFrame, reference: ReferenceEvents, network: Net
 
 def fit_catalog(events: pd.DataFrame) -> dict:
     """Event rate, magnitude range, b-value (above the goodness-of-fit Mc) and depth range."""
-    days = max(seconds_since(events["time"].iloc[[-1]], events["time"].min())[0] / 86400.0, 1.0 / 24)
+    days = max((events["time"].max() - events["time"].min()).total_seconds() / 86400.0, 1.0 / 24)
     mags = events["magnitude"].to_numpy(dtype="float64")
     mags = mags[np.isfinite(mags)]
     out = {"event_rate_per_day": len(events) / days}

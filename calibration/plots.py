@@ -12,17 +12,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from catalogs.fileio import atomic_path  # noqa: E402
+from catalogs.plots import save_figure  # noqa: E402
 
 _LABELS = {"n_p": "P picks", "n_s": "S picks", "n_ps": "stations with P and S", "inertia_p": "mean inertia P (km²)",
            "inertia_s": "mean inertia S (km²)", "inertia_union": "mean inertia P∪S (km²)", "moran_p": "Moran's I, P",
            "moran_s": "Moran's I, S", "symdiff_union": "|real Δ synthetic| / (|real| + 1)"}
-
-
-def _save(fig, path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(fig)
 
 
 def plot_convergence(rounds: dict, path: str | os.PathLike) -> None:
@@ -55,7 +49,7 @@ def plot_convergence(rounds: dict, path: str | os.PathLike) -> None:
         ax.set_title("Timing parameters (round 3)")
         ax.legend(fontsize=8)
         ax.grid(True, lw=0.3)
-    _save(fig, path)
+    save_figure(fig, path, dpi=120)
 
 
 def plot_metrics_by_bin(before: pd.DataFrame, after: pd.DataFrame, path: str | os.PathLike) -> None:
@@ -79,4 +73,4 @@ def plot_metrics_by_bin(before: pd.DataFrame, after: pd.DataFrame, path: str | o
         ax.axis("off")
     axes[0, 0].legend(fontsize=7)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path, dpi=120)

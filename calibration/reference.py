@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from catalogs.picks import match_station_ids
+from catalogs.picks import station_index
 from catalogs.schema import seconds_since
 from generator.network import Network
 from generator.traveltimes import TravelTimes
@@ -65,19 +65,6 @@ class ReferenceEvents:
                                self.assignments[keep].reset_index(drop=True), dict(self.summary))
 
 
-def station_index(picks: pd.DataFrame, network: Network, source: str = "picks") -> np.ndarray:
-    """Row of each pick's station in ``network`` by the station-id rule, ``-1`` if unlisted
-    (those picks are counted in one warning)."""
-    mapping = match_station_ids(picks["station_id"], network.ids)
-    index = pd.Index(network.ids).get_indexer(picks["station_id"].map(mapping))
-    unknown = index < 0
-    if unknown.any():
-        examples = ", ".join(pd.unique(picks.loc[unknown, "station_id"])[:5])
-        logger.warning("%s: %d pick(s) on stations absent from the station list are ignored (e.g. %s)",
-                       source, int(unknown.sum()), examples)
-    return index
-
-
 def _nearest(keys: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of the nearest key to each target in sorted ``keys``, and its absolute distance."""
     pos = np.searchsorted(keys, targets)
@@ -113,6 +100,26 @@ def _label_pass(event_s, tt, pick_group, pick_s, corrections, min_tol, fraction)
     return table.sort_values("misfit", kind="stable").drop_duplicates("pick").sort_values(["event", "station", "phase"])
 
 
+def _assemble(events: pd.DataFrame, network: Network, xy, event_row, station, phase, residual,
+              assignments: pd.DataFrame, min_stations: int, summary: dict) -> ReferenceEvents:
+    """ReferenceEvents from labelled (event, station, phase) triples; events picked on fewer than
+    ``min_stations`` stations and their assignments are dropped."""
+    n_ev = len(events)
+    selected = np.zeros((n_ev, len(network), 2), bool)
+    residuals = np.full((n_ev, len(network), 2), np.nan)
+    selected[event_row, station, phase] = True
+    residuals[event_row, station, phase] = residual
+    keep = (selected[..., 0] | selected[..., 1]).sum(1) >= min_stations
+    out_events = events.assign(x_km=xy[0], y_km=xy[1], n_p=selected[..., 0].sum(1), n_s=selected[..., 1].sum(1))
+    kept_ids = events["event_id"].astype(str)[keep]
+    assignments = assignments[assignments["event_id"].astype(str).isin(kept_ids)].reset_index(drop=True)
+    summary = {**summary, "events": n_ev, "events_kept": int(keep.sum()), "picks_labelled": len(assignments),
+               "picks_labelled_p": int((assignments["phase"] == "P").sum()),
+               "picks_labelled_s": int((assignments["phase"] == "S").sum()), "min_stations": min_stations}
+    return ReferenceEvents(out_events[keep].reset_index(drop=True), selected[keep, :, 0], selected[keep, :, 1],
+                           residuals[keep], assignments, summary)
+
+
 def label_picks(events: pd.DataFrame, picks: pd.DataFrame, network: Network, travel_times: TravelTimes,
                 min_tolerance_s: float = 1.0, tolerance_fraction: float = 0.03, min_stations: int = 3,
                 station_corrections: bool = True) -> ReferenceEvents:
@@ -122,7 +129,7 @@ def label_picks(events: pd.DataFrame, picks: pd.DataFrame, network: Network, tra
     by :func:`catalogs.picks.attach_stations`). Events with fewer than ``min_stations`` stations
     picked (P or S) are dropped. The summary counts picks and events labelled.
     """
-    sta_of_pick = station_index(picks, network)
+    sta_of_pick = station_index(picks, network.stations)
     known = np.flatnonzero(sta_of_pick >= 0)
     kept = picks.iloc[known]
     phase_code = (kept["phase"].to_numpy() == "S").astype(np.int64)
@@ -142,38 +149,24 @@ def label_picks(events: pd.DataFrame, picks: pd.DataFrame, network: Network, tra
         corrections[med.index.get_level_values(0), med.index.get_level_values(1)] = med.to_numpy()
     table = _label_pass(event_s, tt, pick_group, pick_s, corrections, min_tolerance_s, tolerance_fraction)
 
-    n_ev, n_sta = len(events), len(network)
-    selected = np.zeros((n_ev, n_sta, 2), bool)
-    residuals = np.full((n_ev, n_sta, 2), np.nan)
-    selected[table["event"], table["station"], table["phase"]] = True
-    residuals[table["event"], table["station"], table["phase"]] = table["residual"].to_numpy()
-    n_stations = (selected[..., 0] | selected[..., 1]).sum(1)
-    keep = n_stations >= min_stations
-    out_events = events.assign(x_km=x, y_km=y, n_p=selected[..., 0].sum(1), n_s=selected[..., 1].sum(1))
-    table = table[keep[table["event"].to_numpy()]]
     assignments = pd.DataFrame({
         "pick_index": known[table["pick"].to_numpy()],
         "event_id": events["event_id"].to_numpy()[table["event"].to_numpy()],
         "phase": np.array(["P", "S"])[table["phase"].to_numpy()],
         "residual_s": table["residual"].to_numpy(),
         "score": kept["score"].to_numpy()[table["pick"].to_numpy()],
-    }).reset_index(drop=True)
+    })
     summary = {
         "picks": len(picks),
         "picks_on_unknown_stations": int(len(picks) - len(known)),
-        "picks_labelled": len(assignments),
-        "picks_labelled_p": int((assignments["phase"] == "P").sum()),
-        "picks_labelled_s": int((assignments["phase"] == "S").sum()),
-        "events": n_ev,
-        "events_kept": int(keep.sum()),
-        "min_stations": min_stations,
         "station_corrections_s": {sid: {"P": float(corrections[i, 0]), "S": float(corrections[i, 1])}
                                   for i, sid in enumerate(network.ids)},
     }
-    logger.info("labelled %d of %d picks to %d of %d catalog events (>= %d stations)", summary["picks_labelled"],
-                len(picks), summary["events_kept"], n_ev, min_stations)
-    return ReferenceEvents(out_events[keep].reset_index(drop=True), selected[keep, :, 0], selected[keep, :, 1],
-                           residuals[keep], assignments, summary)
+    ref = _assemble(events, network, (x, y), table["event"].to_numpy(), table["station"].to_numpy(),
+                    table["phase"].to_numpy(), table["residual"].to_numpy(), assignments, min_stations, summary)
+    logger.info("labelled %d of %d picks to %d of %d catalog events (>= %d stations)", ref.summary["picks_labelled"],
+                len(picks), ref.summary["events_kept"], len(events), min_stations)
+    return ref
 
 
 def from_associations(events: pd.DataFrame, assignments: pd.DataFrame, picks: pd.DataFrame, network: Network,
@@ -183,7 +176,7 @@ def from_associations(events: pd.DataFrame, assignments: pd.DataFrame, picks: pd
     Residuals come from ``assignments.residual_s`` where given, else from ``travel_times``.
     Assignments to unknown events or to picks on stations absent from the network are ignored.
     """
-    sta_of_pick = station_index(picks, network, source="associated picks")
+    sta_of_pick = station_index(picks, network.stations, source="associated picks")
     pick_rows = assignments["pick_index"].to_numpy(dtype=np.int64)
     event_row = pd.Index(events["event_id"].astype(str)).get_indexer(assignments["event_id"].astype(str))
     ok = (event_row >= 0) & (sta_of_pick[pick_rows] >= 0)
@@ -192,10 +185,6 @@ def from_associations(events: pd.DataFrame, assignments: pd.DataFrame, picks: pd
     sta = sta_of_pick[pick_rows]
     ph = (usable["phase"].to_numpy() == "S").astype(np.int64)
     x, y = network.projection.to_xy(events["latitude"], events["longitude"])
-    n_ev = len(events)
-    selected = np.zeros((n_ev, len(network), 2), bool)
-    residuals = np.full((n_ev, len(network), 2), np.nan)
-    selected[event_row, sta, ph] = True
     res = usable["residual_s"].to_numpy(dtype="float64")
     if travel_times is not None and np.isnan(res).any():
         sources = np.column_stack([x, y, events["depth_km"].to_numpy(dtype="float64")])
@@ -204,11 +193,4 @@ def from_associations(events: pd.DataFrame, assignments: pd.DataFrame, picks: pd
         pick_s = seconds_since(picks["time"].iloc[pick_rows], epoch)
         computed = pick_s - seconds_since(events["time"], epoch)[event_row] - tt[event_row, sta, ph]
         res = np.where(np.isnan(res), computed, res)
-    residuals[event_row, sta, ph] = res
-    keep = (selected[..., 0] | selected[..., 1]).sum(1) >= min_stations
-    out_events = events.assign(x_km=x, y_km=y, n_p=selected[..., 0].sum(1), n_s=selected[..., 1].sum(1))
-    kept_ids = events["event_id"].astype(str)[keep]
-    summary = {"events": n_ev, "events_kept": int(keep.sum()), "picks_labelled": int(len(usable))}
-    return ReferenceEvents(out_events[keep].reset_index(drop=True), selected[keep, :, 0], selected[keep, :, 1],
-                           residuals[keep], usable[usable["event_id"].astype(str).isin(kept_ids)].reset_index(drop=True),
-                           summary)
+    return _assemble(events, network, (x, y), event_row, sta, ph, res, usable, min_stations, {})

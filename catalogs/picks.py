@@ -204,6 +204,24 @@ def match_station_ids(pick_ids, station_ids) -> dict[str, str]:
     return mapping
 
 
+def station_index(picks: pd.DataFrame, stations: pd.DataFrame, source: str = "picks") -> np.ndarray:
+    """Row of each pick's station in ``stations`` by the station-id rule, ``-1`` if unlisted.
+
+    Picks on unlisted stations are counted in one warning with example ids.
+    """
+    mapping = match_station_ids(picks["station_id"], stations["station_id"])
+    index = pd.Index(stations["station_id"]).get_indexer(picks["station_id"].map(mapping))
+    unknown = index < 0
+    if unknown.any():
+        examples = ", ".join(pd.unique(picks.loc[unknown, "station_id"])[:5])
+        logger.warning(
+            "%s: %d pick(s) on %d station id(s) absent from the station list are excluded from "
+            "processing (e.g. %s)",
+            source, int(unknown.sum()), picks.loc[unknown, "station_id"].nunique(), examples,
+        )
+    return index
+
+
 def attach_stations(picks: pd.DataFrame, stations: pd.DataFrame, source: str = "picks") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split picks into those on listed stations and those excluded.
 
@@ -211,21 +229,9 @@ def attach_stations(picks: pd.DataFrame, stations: pd.DataFrame, source: str = "
     and the pick file's own id kept in ``raw_station_id``; its index is fresh. ``excluded`` holds
     the picks whose station is not listed, unchanged. One warning states the count and examples.
     """
-    mapping = match_station_ids(picks["station_id"], stations["station_id"])
-    mapped = picks["station_id"].map(mapping)
-    known = mapped.notna().to_numpy()
+    index = station_index(picks, stations, source)
+    known = index >= 0
     kept = picks[known].copy()
     kept.insert(len(PICK_COLUMNS), "raw_station_id", kept["station_id"])
-    kept["station_id"] = mapped[known]
-    excluded = picks[~known]
-    if len(excluded):
-        examples = ", ".join(pd.unique(excluded["station_id"])[:5])
-        logger.warning(
-            "%s: %d pick(s) on %d station id(s) absent from the station list are excluded "
-            "(e.g. %s); they are listed in the output report",
-            source,
-            len(excluded),
-            excluded["station_id"].nunique(),
-            examples,
-        )
-    return kept.reset_index(drop=True), excluded
+    kept["station_id"] = stations["station_id"].to_numpy()[index[known]]
+    return kept.reset_index(drop=True), picks[~known]

@@ -20,9 +20,10 @@ from catalogs.gutenberg_richter import frequency_magnitude  # noqa: E402
 _COLOURS = {"catalog": "tab:red", "reference": "black"}
 
 
-def _save(fig, path) -> None:
+def save_figure(fig, path, dpi: int = 130) -> None:
+    """Write ``fig`` atomically (format from the suffix) and release it from pyplot."""
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=130, bbox_inches="tight")
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -59,7 +60,7 @@ def plot_gutenberg_richter(magnitudes: dict, summaries: dict, path: str | os.Pat
     ax.set_title("Gutenberg-Richter frequency-magnitude distribution")
     ax.grid(True, which="both", lw=0.3, alpha=0.5)
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_map(catalog: pd.DataFrame, reference: pd.DataFrame, path: str | os.PathLike,
@@ -93,7 +94,7 @@ def plot_map(catalog: pd.DataFrame, reference: pd.DataFrame, path: str | os.Path
     ax.set_title("Epicentres")
     ax.legend(fontsize=8, loc="best")
     ax.grid(True, lw=0.3, alpha=0.5)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_recall(by_magnitude: list[dict], path: str | os.PathLike) -> None:
@@ -116,7 +117,7 @@ def plot_recall(by_magnitude: list[dict], path: str | os.PathLike) -> None:
     ax.set_title("Recall versus magnitude")
     ax.grid(True, lw=0.3, alpha=0.5)
     ax.legend(fontsize=8, loc="lower right")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_differences(pairs: pd.DataFrame, path: str | os.PathLike) -> None:
@@ -134,4 +135,4 @@ def plot_differences(pairs: pd.DataFrame, path: str | os.PathLike) -> None:
     axes[0].set_ylabel("Matched pairs")
     fig.suptitle("Catalog minus reference, matched events (red: median)", fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from catalogs.events import empty_assignments, empty_picks, normalise_events
-from catalogs.schema import InputError, Source
+from catalogs.schema import EmptyInputError, InputError, Source
 
 NAMESPACE = "https://github.com/genie-associator/genie/quakeml"
 _PREFIX = "smi:local/genie"
@@ -233,8 +233,6 @@ def from_obspy(catalog, name: str = "Catalog") -> tuple[pd.DataFrame, pd.DataFra
             }
         )
     if not rows:
-        from catalogs.schema import EmptyInputError
-
         raise EmptyInputError(f"{name}: no events with an origin found")
     events = normalise_events(pd.DataFrame(rows), Source(name))
     if not pick_rows:

@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from catalogs.fileio import atomic_path  # noqa: E402
+from catalogs.plots import save_figure  # noqa: E402
 from generator.detection import (  # noqa: E402
     Selections,
     normalised_distance,
@@ -24,12 +24,6 @@ from generator.detection import (  # noqa: E402
 )
 from generator.network import Network  # noqa: E402
 from generator.params import GeneratorParams  # noqa: E402
-
-
-def _save(fig, path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(fig)
 
 
 def _probability_field(network: Network, source, magnitude, params, rng, grid_n=120):
@@ -78,7 +72,7 @@ def plot_selection(network: Network, source, magnitude: float, params: Generator
     fig.colorbar(im, ax=axes, shrink=0.8, label="selection probability")
     fig.suptitle(f"Synthetic station selection (depth {source[2]:.1f} km; lambda_noise={params.lambda_noise:g}, "
                  f"sigma_noise={params.sigma_noise:g} km, p_exp={params.p_exp:g})", fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path, dpi=120)
     return sel
 
 
@@ -103,5 +97,5 @@ def plot_real_vs_synthetic(network: Network, source, magnitude: float, real_p, r
         _panel(axes[row, 1], network, chosen, prob, source, None, None, f"synthetic {phase}")
         axes[row, 0].set_ylabel("y (km)")
     fig.suptitle(title or f"Real versus synthetic selections, M {magnitude:.1f}, depth {source[2]:.1f} km", fontsize=11)
-    _save(fig, path)
+    save_figure(fig, path, dpi=120)
     return syn

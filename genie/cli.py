@@ -145,6 +145,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> int:
     import numpy as np
+    import pandas as pd
 
     from catalogs.events import read_catalog
     from catalogs.fileio import write_text_atomic
@@ -192,8 +193,6 @@ def _calibrate(args: argparse.Namespace) -> int:
     write_text_atomic(out / "calibration_report.json", json.dumps(report, indent=2, default=float) + "\n")
     figures = out / "figures"
     plot_convergence(report["rounds"], figures / "convergence.png")
-    import pandas as pd
-
     plot_metrics_by_bin(pd.DataFrame(report["per_bin_default"]), pd.DataFrame(report["per_bin_calibrated"]),
                         figures / "metrics_by_magnitude.png")
     order = np.argsort(reference.magnitudes)
