@@ -45,6 +45,10 @@ demo: $(STAMP)
 		--params $(OUT)/calibration/generator_params.json \
 		--reference-catalog $(SALTON)/catalog_scsn.csv \
 		--hours 24 --out $(OUT)/synth
+	$(BIN)/genie train \
+		--stations $(SALTON)/stations.csv \
+		--generator-params $(OUT)/calibration/generator_params.json \
+		--config small --out $(OUT)/model
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache *.egg-info

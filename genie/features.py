@@ -9,7 +9,9 @@ the theoretical arrival ``t + T_phase(s, x)`` and
 2. the nearest P-labelled pick to the P arrival,
 3. the nearest S-labelled pick to the S arrival,
 
-and 4. a mask, 1 when the station is active in the window. Nearest picks are found for all
+and 4. a mask, 1 when the station is active in the window. With several kernel widths (a narrow
+one for precision, a wide one that still sees a pick from a source node a few km off), the four
+kernels repeat per width before the mask. Nearest picks are found for all
 windows and pairs at once by ``searchsorted`` on one sorted key array (each station and each
 (station, label) group occupies its own stretch of the key axis), so there is no Python loop over
 picks, stations or nodes.
@@ -20,14 +22,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-N_FEATURES = 5
-
 
 class PickTable:
     """Picks laid out for nearest-pick queries on ``device``.
 
-    ``station [n]`` (index into the network), ``time_s [n]`` (float64 seconds from any epoch),
-    ``phase [n]`` (0 = P, 1 = S).
+    ``station [n]`` (index into the network), ``time_s [n]`` (float64 seconds from any epoch;
+    kept as the numpy array ``time_s``), ``phase [n]`` (0 = P, 1 = S).
     """
 
     def __init__(self, station, time_s, phase, n_stations: int, device="cpu"):
@@ -35,6 +35,7 @@ class PickTable:
         time_s = np.asarray(time_s, dtype="float64")
         phase = np.asarray(phase, dtype=np.int64)
         self.n_stations = n_stations
+        self.time_s = time_s
         self.device = torch.device(device)
         self.t0 = float(time_s.min()) if len(time_s) else 0.0
         rel = time_s - self.t0
@@ -47,9 +48,12 @@ class PickTable:
         times = np.concatenate([rel, rel])
         keys = groups * self.span + self.offset + times
         order = np.argsort(keys, kind="stable")
+        self.n_picks = len(rel)
         self.keys = torch.as_tensor(keys[order], device=self.device, dtype=torch.float64)
         self.groups = torch.as_tensor(groups[order], device=self.device)
         self.times = torch.as_tensor(times[order], device=self.device, dtype=torch.float64)
+        self.pick_index = torch.as_tensor(order % max(self.n_picks, 1), device=self.device)
+        self.phase = torch.as_tensor(np.concatenate([phase, phase])[order], device=self.device)
 
     def nearest(self, group: torch.Tensor, target_s: torch.Tensor) -> torch.Tensor:
         """Signed offset (s) of the nearest pick in ``group`` to each ``target_s`` (seconds from
@@ -68,13 +72,40 @@ class PickTable:
             best = torch.where(ok, delta, best)
         return best
 
+    def window(self, station: torch.Tensor, start_s: torch.Tensor, end_s: torch.Tensor, max_picks: int):
+        """The first ``max_picks`` picks (any label) at ``station`` with times in
+        ``[start_s, end_s)`` (s, same epoch as the picks); shapes broadcast to ``[...]``.
+
+        Returns ``(pick_index, time_s, phase, valid)``, each ``[..., max_picks]``: the pick's row
+        in the arrays the table was built from, its time, its label (0 P, 1 S), and whether the
+        slot holds a pick."""
+        station, start, end = torch.broadcast_tensors(station.to(self.device), start_s.to(self.device, torch.float64),
+                                                      end_s.to(self.device, torch.float64))
+        shape = station.shape + (max_picks,)
+        if self.n_picks == 0:
+            zeros = torch.zeros(shape, dtype=torch.int64, device=self.device)
+            return zeros, zeros.to(torch.float64), zeros, torch.zeros(shape, dtype=torch.bool, device=self.device)
+        base = station.to(torch.float64) * self.span + self.offset - self.t0
+        first = torch.searchsorted(self.keys, (base + start).reshape(-1)).reshape(station.shape)
+        last = torch.searchsorted(self.keys, (base + end).reshape(-1)).reshape(station.shape)
+        slot = first.unsqueeze(-1) + torch.arange(max_picks, device=self.device)
+        valid = slot < last.unsqueeze(-1)
+        slot = slot.clamp(max=len(self.keys) - 1)
+        return self.pick_index[slot], self.times[slot] + self.t0, self.phase[slot], valid
+
+
+def n_features(n_widths: int = 1) -> int:
+    """Feature count for ``n_widths`` kernel widths: four kernels per width and the mask."""
+    return 4 * n_widths + 1
+
 
 def window_features(picks: PickTable, pair_station: torch.Tensor, pair_tt: torch.Tensor, origin_s: torch.Tensor,
-                    kernel_s: float, station_active: torch.Tensor | None = None) -> torch.Tensor:
-    """Features ``[B, P, 5]`` (float32) for windows with origin times ``origin_s [B]`` (s, same
-    epoch as the picks) on product nodes with stations ``pair_station [P]`` and P/S travel times
-    ``pair_tt [P, 2]`` (s). ``station_active [B, n_stations]`` (bool) masks stations per window;
-    all active when None."""
+                    kernel_s, station_active: torch.Tensor | None = None) -> torch.Tensor:
+    """Features ``[B, P, 4 n + 1]`` (float32) for windows with origin times ``origin_s [B]`` (s,
+    same epoch as the picks) on product nodes with stations ``pair_station [P]`` and P/S travel
+    times ``pair_tt [P, 2]`` (s), for ``n`` kernel widths ``kernel_s`` (s; a number or a
+    sequence: the four kernels of each width in turn, then the mask).
+    ``station_active [B, n_stations]`` (bool) masks stations per window; all active when None."""
     arrival = origin_s.to(torch.float64)[:, None, None] + pair_tt.to(torch.float64)[None]  # [B, P, 2]
     s = pair_station.to(picks.device)
     labelled = picks.n_stations + 2 * s
@@ -84,7 +115,8 @@ def window_features(picks: PickTable, pair_station: torch.Tensor, pair_tt: torch
         picks.nearest(labelled[None], arrival[..., 0]),
         picks.nearest(labelled[None] + 1, arrival[..., 1]),
     ], dim=-1)
-    kernels = torch.exp(-0.5 * (deltas / kernel_s) ** 2)
+    widths = [float(w) for w in np.atleast_1d(kernel_s)]
+    kernels = torch.cat([torch.exp(-0.5 * (deltas / w) ** 2) for w in widths], dim=-1)
     if station_active is None:
         mask = torch.ones(arrival.shape[:2], dtype=torch.float64, device=picks.device)
     else:

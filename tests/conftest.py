@@ -62,3 +62,20 @@ def layered_tt(tt_cache):
 
     return TravelTimes.build(VelocityModel.hadley_kanamori(), 65.0, 21.0, spacing_km=1.0, cache_dir=tt_cache,
                              progress=False)
+
+
+# A GENIE model small enough to build and run in milliseconds (16-station grid network).
+TINY = dict(n_sources=30, k_sources=5, k_stations=3, hidden=8, latent=6, kernel_s=1.0, label_sigma_km=8.0,
+            label_sigma_s=2.0, n_offsets=3, offset_step_s=1.5, k_query=4, assoc_window_s=2.0, assoc_candidates=4,
+            depth_max_km=15.0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(homogeneous_tt):
+    import torch
+
+    from genie.model import GenieModel, ModelConfig
+    from tests.test_generator import grid_network
+
+    torch.manual_seed(0)
+    return GenieModel.build(ModelConfig(**TINY), grid_network(4, 10.0), homogeneous_tt)

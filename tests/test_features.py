@@ -50,3 +50,25 @@ def test_features_on_cuda():
     f = window_features(table, torch.tensor([0, 1]), torch.tensor([[3.0, 5.0], [6.0, 10.0]]),
                         torch.tensor([100.0], dtype=torch.float64), 2.0)
     assert f.device.type == "cuda" and abs(f[0, 0, 0].item() - np.exp(-0.125)) < 1e-6
+
+
+def test_pick_window_returns_the_picks_in_range():
+    table = PickTable([1, 0, 1, 1, 1], [10.0, 11.0, 12.0, 30.0, 12.5], [0, 0, 1, 0, 0], n_stations=2)
+    index, times, phase, valid = table.window(torch.tensor([1, 0]), torch.tensor([9.0, 9.0], dtype=torch.float64),
+                                              torch.tensor([13.0, 10.0], dtype=torch.float64), 4)
+    assert valid.tolist() == [[True, True, True, False], [False, False, False, False]]
+    assert index[0, :3].tolist() == [0, 2, 4]  # rows of the input arrays, in time order
+    assert times[0, :3].tolist() == [10.0, 12.0, 12.5] and phase[0, :3].tolist() == [0, 1, 0]
+    capped = table.window(torch.tensor([1]), torch.tensor([0.0], dtype=torch.float64),
+                          torch.tensor([100.0], dtype=torch.float64), 2)
+    assert capped[3].tolist() == [[True, True]] and capped[0].tolist() == [[0, 2]]
+
+
+def test_two_kernel_widths():
+    table = PickTable([0], [14.0], [0], n_stations=1)
+    f = window_features(table, torch.tensor([0]), torch.tensor([[3.0, 5.0]]), torch.tensor([10.0], dtype=torch.float64),
+                        (1.0, 3.0))
+    assert f.shape == (1, 1, 9)
+    assert f[0, 0, 0].item() == pytest.approx(np.exp(-0.5), rel=1e-5)  # 1 s late, width 1 s
+    assert f[0, 0, 4].item() == pytest.approx(np.exp(-0.5 / 9), rel=1e-5)  # width 3 s
+    assert f[0, 0, 8] == 1.0

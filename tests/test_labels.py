@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from genie.labels import association_labels, source_labels
+from genie.labels import candidate_targets, source_labels
 
 
 def test_source_labels_gaussian_in_space_and_time():
@@ -19,8 +19,25 @@ def test_source_labels_gaussian_in_space_and_time():
     assert empty.shape == (1, 3) and empty.sum() == 0
 
 
-def test_association_labels():
-    lab = association_labels(np.array([0, 0, 1, -1]), np.array([0, 1, 0, 0]), np.array([0, 1, -1]))
-    assert lab.shape == (3, 4, 2)
-    assert lab[0].tolist() == [[True, False], [False, True], [False, False], [False, False]]
-    assert lab[1, 2].tolist() == [True, False] and not lab[2].any()
+def test_source_labels_per_window_points_and_events():
+    events = torch.tensor([[0.0, 0, 5]])
+    points = torch.tensor([[[0.0, 0, 5], [15.0, 0, 5]], [[0.0, 0, 5], [0.0, 0, 5]]])
+    times = torch.tensor([[10.0, 10.0], [10.0, 16.5]], dtype=torch.float64)
+    lab = source_labels(points, times, events, torch.tensor([10.0], dtype=torch.float64), 15.0, 6.5,
+                        inside=torch.tensor([[True], [True]]))
+    assert lab.numpy() == pytest.approx(np.array([[1.0, np.exp(-0.5)], [1.0, np.exp(-0.5)]]), rel=1e-5)
+    hidden = source_labels(points, times, events, torch.tensor([10.0], dtype=torch.float64), 15.0, 6.5,
+                           inside=torch.tensor([[True], [False]]))
+    assert hidden[1].sum() == 0 and hidden[0, 0] == pytest.approx(1.0)
+
+
+def test_candidate_targets():
+    pick_event = torch.tensor([0, 0, 1, -1])
+    pick_phase = torch.tensor([0, 1, 0, 0])
+    # two sources (events 0 and 1), one station, three candidate slots
+    candidates = torch.tensor([[[3, 1, 0]], [[0, 2, 1]]])
+    valid = torch.tensor([[[True, True, True]], [[True, True, False]]])
+    targets = candidate_targets(candidates, valid, pick_event, pick_phase, torch.tensor([[0], [1]]))
+    assert targets.tolist() == [[[2, 1]], [[1, 3]]]  # event 1 has no S candidate: null slot 3
+    none = candidate_targets(candidates, valid, pick_event, pick_phase, torch.tensor([[-1], [-1]]))
+    assert (none == 3).all()

@@ -1,0 +1,386 @@
+"""The assembled GENIE model: configuration, graphs on a network, forward passes, save/load.
+
+Data flow for a batch of ``B`` windows, each evaluated at ``K`` origin-time offsets
+``(k - (K - 1) / 2) * offset_step_s`` around its centre time:
+
+1. pick features on the product graph ``[P, B*K, F]`` (:mod:`genie.features`; ``F = 5``, or 9
+   with a second kernel width);
+2. ``n_product_layers`` x :class:`~genie.layers.ProductConv`;
+3. :class:`~genie.layers.ReadIn` to the source graph ``[X, B*K, latent]``;
+4. ``n_source_layers`` x :class:`~genie.layers.SourceConv`;
+5. :class:`~genie.layers.TemporalAttention` over the K offsets -> source likelihood logits on the
+   grid ``[B, X]`` at the centre times;
+6. continuous queries (:class:`~genie.layers.QueryAttention` over the ``k_query`` nearest source
+   nodes, after temporal attention to the query's own time) -> likelihood anywhere in space-time;
+7. :class:`~genie.layers.AssociationHead` scoring the picks near a source's predicted P and S
+   arrivals at every station.
+
+Coordinates are km in the network's local frame (x east, y north, depth down); times are s.
+``save(dir)`` writes ``model.json`` (configuration, stations, velocity model) next to
+``model.pt`` (weights, graphs and travel-time table); ``load(dir)`` rebuilds the identical model
+without recomputing anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from catalogs.fileio import atomic_path, write_text_atomic
+from catalogs.schema import InputError
+from generator.network import Network
+from generator.traveltimes import TravelTimes
+from generator.velocity import VelocityModel
+from genie.features import PickTable, n_features, window_features
+from genie.graphs import knn_edges, lloyd_nodes, product_graph, within_range
+from genie.layers import (AssociationHead, ProductConv, QueryAttention, ReadIn, SourceConv, TemporalAttention,
+                          mean_adjacency)
+
+PAIR_CHANNELS = 4
+STATION_CHANNELS = 5
+PICK_CHANNELS = 6
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    if name not in ("cpu", "cuda"):
+        raise InputError(f"--device must be auto, cpu or cuda (got {name!r})")
+    return torch.device(name)
+
+
+def _c(default, unit: str, doc: str):
+    return field(default=default, metadata={"unit": unit, "doc": doc})
+
+
+@dataclass
+class ModelConfig:
+    """Architecture and graph settings (units in each field's metadata). Defaults are the GENIE
+    reference values (McBrearty & Beroza 2023 code) for a regional network."""
+
+    n_sources: int = _c(500, "1", "source graph nodes")
+    k_sources: int = _c(15, "1", "kNN edges per source node")
+    k_stations: int = _c(8, "1", "kNN edges per station")
+    padding_km: float = _c(20.0, "km", "source graph covers the station box padded by this")
+    roi_padding_km: float = _c(10.0, "km", "events farther than this outside the station box are labelled 0")
+    depth_min_km: float = _c(0.0, "km", "shallowest source node")
+    depth_max_km: float = _c(20.0, "km", "deepest source node")
+    depth_scale: float = _c(1.0, "1", "depth stretch while packing source nodes (>1: denser in depth)")
+    max_distance_km: float | None = _c(None, "km", "keep only product pairs within this epicentral distance (None: all)")
+    hidden: int = _c(30, "1", "hidden width")
+    latent: int = _c(15, "1", "latent width of source embeddings")
+    n_product_layers: int = _c(2, "1", "message-passing rounds on the product graph")
+    n_source_layers: int = _c(2, "1", "message-passing rounds on the source graph")
+    kernel_s: float = _c(5.0, "s", "pick kernel width (Gaussian std)")
+    wide_kernel_s: float | None = _c(None, "s", "a second, wider pick kernel (None: only kernel_s)")
+    label_sigma_km: float = _c(15.0, "km", "source label width in space")
+    label_sigma_s: float = _c(6.5, "s", "source label width in time")
+    n_offsets: int = _c(3, "1", "origin-time offsets per window (odd)")
+    offset_step_s: float = _c(2.0, "s", "spacing of the offsets = step between windows when associating")
+    k_query: int = _c(8, "1", "source nodes a continuous query attends to")
+    assoc_window_s: float = _c(10.0, "s", "candidate picks lie within this of the predicted P to S arrivals")
+    assoc_candidates: int = _c(8, "1", "candidate picks per station and source")
+    seed: int = _c(0, "1", "seed of the source-node packing")
+
+    def validate(self, source: str = "model configuration") -> None:
+        if self.n_offsets < 1 or self.n_offsets % 2 == 0:
+            raise InputError(f"{source}: n_offsets must be odd and positive (got {self.n_offsets})")
+        for name in ("n_sources", "k_sources", "k_stations", "hidden", "latent", "k_query", "assoc_candidates"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{source}: {name} must be at least 1 (got {getattr(self, name)})")
+        for name in ("kernel_s", "label_sigma_km", "label_sigma_s", "offset_step_s", "assoc_window_s"):
+            if not getattr(self, name) > 0:
+                raise InputError(f"{source}: {name} must be positive (got {getattr(self, name)})")
+        if not self.depth_max_km > self.depth_min_km:
+            raise InputError(f"{source}: depth_max_km must exceed depth_min_km")
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "model configuration") -> "ModelConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise InputError(f"{source}: unknown model setting(s) {unknown}; known: {sorted(names)}")
+        config = cls(**values)
+        config.validate(source)
+        return config
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Graphs:
+    """Arrays defining the model's graphs on one network (all numpy; see :mod:`genie.graphs`)."""
+
+    station_xyz: np.ndarray  # [S, 3] km
+    source_xyz: np.ndarray  # [X, 3] km
+    pairs: np.ndarray  # [P, 2] (station, source)
+    station_edges: np.ndarray  # [2, E] product station edges
+    source_edges: np.ndarray  # [2, E] product source edges
+    source_graph_edges: np.ndarray  # [2, E] edges of X
+    roi: np.ndarray  # (x0, x1, y0, y1) km: region whose events are labelled
+
+    @classmethod
+    def build(cls, config: ModelConfig, station_xyz: np.ndarray) -> "Graphs":
+        rng = np.random.default_rng(config.seed)
+        x, y = station_xyz[:, 0], station_xyz[:, 1]
+        pad = config.padding_km
+        bounds = (x.min() - pad, x.max() + pad, y.min() - pad, y.max() + pad, config.depth_min_km, config.depth_max_km)
+        sources = lloyd_nodes(bounds, config.n_sources, rng, depth_scale=config.depth_scale)
+        source_graph = knn_edges(sources * [1.0, 1.0, config.depth_scale], config.k_sources)
+        station_graph = knn_edges(station_xyz[:, :2], config.k_stations)
+        keep = None
+        if config.max_distance_km is not None:
+            keep = within_range(sources, station_xyz, config.max_distance_km)
+        prod = product_graph(station_graph, source_graph, len(station_xyz), len(sources), keep)
+        r = config.roi_padding_km
+        roi = np.array([x.min() - r, x.max() + r, y.min() - r, y.max() + r])
+        return cls(station_xyz, sources, prod.pairs, prod.station_edges, prod.source_edges, source_graph, roi)
+
+
+class GenieModel(nn.Module):
+    """GENIE on one station network (see module doc). Build with :meth:`build`, or :meth:`load`."""
+
+    def __init__(self, config: ModelConfig, graphs: Graphs, travel_times: TravelTimes, station_ids):
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.station_ids = [str(s) for s in station_ids]
+        self.velocity_model = travel_times.model
+        self.travel_times = travel_times
+        self.roi = tuple(float(v) for v in graphs.roi)
+        c = config
+
+        def buffer(name, array, dtype):
+            self.register_buffer(name, torch.as_tensor(np.asarray(array), dtype=dtype))
+
+        buffer("station_xyz", graphs.station_xyz, torch.float32)
+        buffer("source_xyz", graphs.source_xyz, torch.float32)
+        buffer("pairs", graphs.pairs, torch.int64)
+        buffer("station_edges", graphs.station_edges, torch.int64)
+        buffer("source_edges", graphs.source_edges, torch.int64)
+        buffer("source_graph_edges", graphs.source_graph_edges, torch.int64)
+        buffer("tt_table", travel_times.times, torch.float64)
+        sta = graphs.station_xyz[graphs.pairs[:, 0]]
+        src = graphs.source_xyz[graphs.pairs[:, 1]]
+        tt = travel_times(graphs.source_xyz, graphs.station_xyz)  # [X, S, 2]
+        buffer("pair_tt", tt[graphs.pairs[:, 1], graphs.pairs[:, 0]], torch.float32)
+        offset = (sta - src) / c.label_sigma_km
+        buffer("pair_attr", np.column_stack([offset, np.hypot(offset[:, 0], offset[:, 1])]), torch.float32)
+        nb = graphs.source_graph_edges
+        mean_offset = np.zeros_like(graphs.source_xyz)
+        if nb.shape[1]:
+            np.add.at(mean_offset, nb[1], graphs.source_xyz[nb[0]] - graphs.source_xyz[nb[1]])
+            mean_offset /= np.maximum(np.bincount(nb[1], minlength=len(mean_offset)), 1)[:, None]
+        buffer("source_offset", mean_offset / c.label_sigma_km, torch.float32)
+        self._adjacency = {}
+
+        n_in = n_features(len(self.kernel_widths))
+        self.product_layers = nn.ModuleList(
+            [ProductConv(n_in if i == 0 else c.hidden, c.hidden) for i in range(c.n_product_layers)])
+        self.read_in = ReadIn(c.hidden if c.n_product_layers else n_in, PAIR_CHANNELS, c.hidden, c.latent)
+        self.source_layers = nn.ModuleList([SourceConv(c.latent) for _ in range(c.n_source_layers)])
+        self.temporal = TemporalAttention(c.latent, c.offset_step_s)
+        self.grid_head = nn.Sequential(nn.Linear(c.latent, c.hidden), nn.PReLU(), nn.Linear(c.hidden, 1))
+        self.query_attention = QueryAttention(c.latent)
+        self.query_head = nn.Sequential(nn.Linear(c.latent, c.hidden), nn.PReLU(), nn.Linear(c.hidden, 1))
+        self.association = AssociationHead(c.latent, STATION_CHANNELS, PICK_CHANNELS, c.hidden)
+
+    # ------------------------------------------------------------------ construction, save/load
+    @classmethod
+    def build(cls, config: ModelConfig, network: Network, travel_times: TravelTimes) -> "GenieModel":
+        """Graphs sized by ``config`` on ``network``; weights initialised from ``torch``'s global
+        generator (seed it for reproducible weights)."""
+        graphs = Graphs.build(config, network.xyz)
+        reach = float(np.hypot(np.ptp(graphs.source_xyz[:, 0]), np.ptp(graphs.source_xyz[:, 1])))
+        if travel_times.max_distance_km < reach or travel_times.max_depth_km < config.depth_max_km:
+            raise InputError(f"travel-time table covers {travel_times.max_distance_km:g} km x "
+                             f"{travel_times.max_depth_km:g} km; the model needs {reach:.0f} km x "
+                             f"{config.depth_max_km:g} km")
+        return cls(config, graphs, travel_times, network.ids)
+
+    @property
+    def kernel_widths(self) -> tuple[float, ...]:
+        """Pick kernel widths (s) of the input features."""
+        c = self.config
+        return (c.kernel_s,) if c.wide_kernel_s is None else (c.kernel_s, c.wide_kernel_s)
+
+    @property
+    def n_stations(self) -> int:
+        return len(self.station_ids)
+
+    @property
+    def n_sources(self) -> int:
+        return self.source_xyz.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.station_xyz.device
+
+    @property
+    def offsets_s(self) -> torch.Tensor:
+        """Origin-time offsets ``[K]`` (s) of the windows evaluated around each centre time."""
+        k = self.config.n_offsets
+        return (torch.arange(k, device=self.device, dtype=torch.float64) - (k - 1) / 2) * self.config.offset_step_s
+
+    def metadata(self) -> dict:
+        vm = self.velocity_model
+        return {"format": "genie-model", "version": 1, "config": self.config.to_dict(),
+                "station_ids": self.station_ids, "roi_km": list(self.roi),
+                "velocity_model": {"name": vm.name, "depth_km": list(vm.depth_km), "vp": list(vm.vp),
+                                   "vs": list(vm.vs)},
+                "travel_time_spacing_km": self.travel_times.spacing_km}
+
+    def save(self, directory: str | os.PathLike) -> None:
+        """Write ``model.json`` and ``model.pt`` into ``directory`` (atomically each)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_path(directory / "model.pt") as tmp:
+            torch.save({k: v.detach().cpu() for k, v in self.state_dict().items()}, tmp)
+        write_text_atomic(directory / "model.json", json.dumps(self.metadata(), indent=2) + "\n")
+
+    @classmethod
+    def from_state(cls, meta: dict, state: dict, source: str = "model") -> "GenieModel":
+        """The model described by ``meta`` (see :meth:`metadata`) with weights ``state``."""
+        config = ModelConfig.from_dict(meta["config"], source)
+        vm = meta["velocity_model"]
+        model = VelocityModel(tuple(vm["depth_km"]), tuple(vm["vp"]), tuple(vm["vs"]), vm["name"])
+        tt = TravelTimes(model, state["tt_table"].numpy(), meta["travel_time_spacing_km"])
+        graphs = Graphs(state["station_xyz"].numpy().astype("float64"), state["source_xyz"].numpy().astype("float64"),
+                        state["pairs"].numpy(), state["station_edges"].numpy(), state["source_edges"].numpy(),
+                        state["source_graph_edges"].numpy(), np.asarray(meta["roi_km"]))
+        net = cls(config, graphs, tt, meta["station_ids"])
+        net.load_state_dict(state)
+        return net
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, device="cpu") -> "GenieModel":
+        """Read a model written by :meth:`save`."""
+        directory = Path(directory)
+        meta_path, weights_path = directory / "model.json", directory / "model.pt"
+        for path in (meta_path, weights_path):
+            if not path.is_file():
+                raise InputError(f"{path}: not found (a model directory holds model.json and model.pt)")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{meta_path}: not valid JSON ({exc})") from None
+        if meta.get("format") != "genie-model":
+            raise InputError(f"{meta_path}: not a genie model description")
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        return cls.from_state(meta, state, str(meta_path)).to(device)
+
+    # ------------------------------------------------------------------ forward passes
+    def _adjacencies(self):
+        key = str(self.device)
+        if key not in self._adjacency:
+            n_pairs = self.pairs.shape[0]
+            readin = torch.stack([torch.arange(n_pairs, device=self.device), self.pairs[:, 1]])
+            self._adjacency = {key: (mean_adjacency(self.station_edges, n_pairs, device=self.device),
+                                     mean_adjacency(self.source_edges, n_pairs, device=self.device),
+                                     mean_adjacency(readin, self.n_sources, n_pairs, device=self.device),
+                                     mean_adjacency(self.source_graph_edges, self.n_sources, device=self.device))}
+        return self._adjacency[key]
+
+    def window_times(self, centre_s: torch.Tensor) -> torch.Tensor:
+        """Origin times ``[B, K]`` (s, float64) of the windows around centre times ``[B]``."""
+        return centre_s.to(self.device, torch.float64)[:, None] + self.offsets_s[None, :]
+
+    def features(self, picks: PickTable, origin_s: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
+        """Pick features ``[P, W, F]`` for windows at ``origin_s [W]`` (s); ``active [W, S]``."""
+        f = window_features(picks, self.pairs[:, 0], self.pair_tt, origin_s.to(self.device), self.kernel_widths,
+                            active)
+        return f.transpose(0, 1)
+
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        """Source embeddings ``[X, W, latent]`` from product-graph features ``[P, W, F]``."""
+        station_adj, source_adj, readin_adj, graph_adj = self._adjacencies()
+        h = features
+        for layer in self.product_layers:
+            h = layer(h, station_adj, source_adj)
+        z = self.read_in(h, readin_adj, self.pair_attr, self.n_sources)
+        for layer in self.source_layers:
+            z = layer(z, graph_adj, self.source_offset)
+        return z
+
+    def grid_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """Source likelihood logits ``[B, X]`` at the centre times from embeddings
+        ``[X, B, K, latent]`` of each centre's K offset windows."""
+        centre = self.temporal(z, self.offsets_s.to(z.dtype))
+        return self.grid_head(centre).squeeze(-1).transpose(0, 1)
+
+    def query_embedding(self, z: torch.Tensor, positions: torch.Tensor, dt_s: torch.Tensor) -> torch.Tensor:
+        """Embeddings ``[B, Q, latent]`` of sources at ``positions [B, Q, 3]`` (km) and times
+        ``dt_s [B, Q]`` (s) relative to the centre times, from ``z [X, B, K, latent]``."""
+        b, q = positions.shape[:2]
+        scale = self.config.label_sigma_km
+        positions = positions.to(self.device, torch.float32)
+        d2 = torch.cdist(positions.reshape(-1, 3), self.source_xyz)  # [B*Q, X]
+        k = min(self.config.k_query, self.n_sources)
+        nearest = d2.topk(k, dim=-1, largest=False).indices.view(b, q, k)
+        zb = z.permute(1, 0, 2, 3)  # [B, X, K, C]
+        batch = torch.arange(b, device=self.device)[:, None, None]
+        gathered = zb[batch, nearest]  # [B, Q, k, K, C]
+        dt = self.offsets_s.to(z.dtype)[None, None, None, :] - dt_s.to(self.device, z.dtype)[:, :, None, None]
+        at_time = self.temporal(gathered, dt)  # [B, Q, k, C]
+        offset = (self.source_xyz[nearest] - positions[:, :, None, :]) / scale
+        return self.query_attention(at_time, offset)
+
+    def query_logits(self, z: torch.Tensor, positions: torch.Tensor, dt_s: torch.Tensor) -> torch.Tensor:
+        """Source likelihood logits ``[B, Q]`` anywhere in space-time (see :meth:`query_embedding`)."""
+        return self.query_head(self.query_embedding(z, positions, dt_s)).squeeze(-1)
+
+    def candidates(self, picks: PickTable, positions: torch.Tensor, origin_s: torch.Tensor,
+                   active: torch.Tensor | None = None):
+        """Candidate picks for sources at ``positions [..., 3]`` (km) and absolute origin times
+        ``origin_s [...]`` (s): at each station the first ``assoc_candidates`` picks between the
+        predicted P arrival minus and the predicted S arrival plus ``assoc_window_s``.
+
+        Returns ``(pick_index, valid, station_attr, pick_attr, residual_s)`` with shapes
+        ``[..., S, M]``, ``[..., S, M]``, ``[..., S, 5]``, ``[..., S, M, 6]`` and
+        ``[..., S, M, 2]`` (pick time minus predicted P and S arrival). ``active [..., S]``
+        (bool) drops stations."""
+        c = self.config
+        lead = positions.shape[:-1]
+        pos = positions.to(self.device, torch.float32).reshape(-1, 3)
+        tt = self.travel_times.torch(pos.to(torch.float64), self.station_xyz.to(torch.float64))  # [N, S, 2]
+        arrival = origin_s.to(self.device, torch.float64).reshape(-1, 1, 1) + tt
+        station = torch.arange(self.n_stations, device=self.device)[None, :]
+        index, times, phase, valid = picks.window(station, arrival[..., 0] - c.assoc_window_s,
+                                                  arrival[..., 1] + c.assoc_window_s, c.assoc_candidates)
+        if active is not None:
+            valid = valid & active.to(self.device).reshape(-1, self.n_stations, 1)
+        residual = times[..., None] - arrival[:, :, None, :]  # [N, S, M, 2]
+        r = (residual / c.kernel_s).to(torch.float32)
+        pick_attr = torch.cat([r.clamp(-5.0, 5.0), torch.exp(-0.5 * r.square()),
+                               torch.nn.functional.one_hot(phase, 2).to(torch.float32)], dim=-1)
+        offset = (self.station_xyz[None] - pos[:, None, :]) / c.label_sigma_km  # [N, S, 3]
+        station_on = (torch.ones_like(offset[..., 0]) if active is None
+                      else active.to(self.device).reshape(-1, self.n_stations).to(torch.float32))
+        station_attr = torch.cat([offset, offset[..., :2].norm(dim=-1, keepdim=True), station_on[..., None]], dim=-1)
+        s, m = self.n_stations, c.assoc_candidates
+        return (index.view(*lead, s, m), valid.view(*lead, s, m), station_attr.view(*lead, s, STATION_CHANNELS),
+                pick_attr.view(*lead, s, m, PICK_CHANNELS), residual.view(*lead, s, m, 2))
+
+    def association_logits(self, embedding: torch.Tensor, station_attr: torch.Tensor, pick_attr: torch.Tensor,
+                           valid: torch.Tensor) -> torch.Tensor:
+        """Logits ``[..., S, M + 1, 2]`` (slot M = null) of candidate picks against sources with
+        embeddings ``[..., latent]`` (see :meth:`candidates`)."""
+        return self.association(embedding, station_attr, pick_attr, valid)
+
+    def forward(self, features: torch.Tensor, n_windows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Grid logits ``[B, X]`` and embeddings ``[X, B, K, latent]`` from features
+        ``[P, B*K, F]`` of ``B = n_windows`` windows with K offsets each."""
+        z = self.embed(features).view(self.n_sources, n_windows, self.config.n_offsets, self.config.latent)
+        return self.grid_logits(z), z
+

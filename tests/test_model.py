@@ -1,0 +1,108 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from catalogs.schema import InputError
+from genie.features import PickTable
+from genie.model import GenieModel, ModelConfig
+from tests.conftest import TINY
+from tests.test_generator import grid_network
+
+
+def test_graph_sizes(tiny_model):
+    m = tiny_model
+    assert m.n_stations == 16 and m.n_sources == 30
+    assert m.pairs.shape == (16 * 30, 2)
+    assert m.station_edges.shape == (2, 30 * 16 * 3)  # S edges copied into every source
+    assert m.source_edges.shape == (2, 16 * 30 * 5)  # X edges copied into every station
+    # Product travel times are those of the (station, source) pair.
+    p = 77
+    s, x = m.pairs[p].tolist()
+    expected = m.travel_times(m.source_xyz[x:x + 1].double().numpy(), m.station_xyz[s:s + 1].double().numpy())[0, 0]
+    assert m.pair_tt[p].numpy() == pytest.approx(expected, rel=1e-5)
+
+
+def test_sparse_product_keeps_pairs_in_range(homogeneous_tt):
+    config = ModelConfig(**{**TINY, "max_distance_km": 25.0})
+    m = GenieModel.build(config, grid_network(4, 10.0), homogeneous_tt)
+    d = np.linalg.norm((m.station_xyz[m.pairs[:, 0]] - m.source_xyz[m.pairs[:, 1]])[:, :2].numpy(), axis=1)
+    assert 0 < len(d) < 16 * 30 and d.max() <= 25.0
+
+
+def test_forward_shapes(tiny_model):
+    m = tiny_model
+    picks = PickTable([0, 3, 5], [10.0, 11.0, 12.5], [0, 1, 0], m.n_stations)
+    centres = torch.tensor([10.0, 40.0], dtype=torch.float64)
+    origins = m.window_times(centres)
+    assert origins.shape == (2, 3) and origins[0].tolist() == [8.5, 10.0, 11.5]
+    features = m.features(picks, origins.reshape(-1))
+    assert features.shape == (16 * 30, 6, 5)
+    grid, z = m(features, 2)
+    assert grid.shape == (2, 30) and z.shape == (30, 2, 3, 6)
+    positions = torch.zeros(2, 7, 3)
+    assert m.query_logits(z, positions, torch.zeros(2, 7)).shape == (2, 7)
+    emb = m.query_embedding(z, positions, torch.zeros(2, 7))
+    index, valid, station_attr, pick_attr, residual = m.candidates(picks, positions, centres[:, None].expand(2, 7))
+    assert index.shape == valid.shape == (2, 7, 16, 4)
+    assert station_attr.shape == (2, 7, 16, 5) and pick_attr.shape == (2, 7, 16, 4, 6)
+    assert residual.shape == (2, 7, 16, 4, 2)
+    assert m.association_logits(emb, station_attr, pick_attr, valid).shape == (2, 7, 16, 5, 2)
+
+
+def test_candidates_for_a_planted_source(tiny_model):
+    m = tiny_model
+    source = torch.tensor([[0.0, 0.0, 5.0]])
+    tt = m.travel_times(source.double().numpy(), m.station_xyz.double().numpy())[0]  # [16, 2]
+    origin = 100.0
+    # Station 2: its P (0.2 s late), its S, and a pick far outside the window.
+    picks = PickTable([2, 2, 2, 7], [origin + tt[2, 0] + 0.2, origin + tt[2, 1], origin + 60.0, origin + tt[7, 0]],
+                      [0, 1, 0, 0], m.n_stations)
+    index, valid, _, pick_attr, residual = m.candidates(picks, source, torch.tensor([origin], dtype=torch.float64))
+    assert valid[0, 2].tolist() == [True, True, False, False]
+    assert index[0, 2, :2].tolist() == [0, 1]
+    assert residual[0, 2, 0, 0].item() == pytest.approx(0.2, abs=1e-6)
+    assert residual[0, 2, 1, 1].item() == pytest.approx(0.0, abs=1e-6)
+    assert pick_attr[0, 2, 0, 2].item() == pytest.approx(np.exp(-0.5 * 0.2**2), rel=1e-5)  # P kernel, width 1 s
+    assert valid[0, 7, 0] and index[0, 7, 0] == 3
+    inactive = torch.ones(1, 16, dtype=torch.bool)
+    inactive[0, 2] = False
+    _, valid_off, attr_off, _, _ = m.candidates(picks, source, torch.tensor([origin], dtype=torch.float64), inactive)
+    assert not valid_off[0, 2].any() and attr_off[0, 2, 4] == 0
+
+
+def test_save_load_reproduces_outputs_exactly(tiny_model, tmp_path):
+    m = tiny_model
+    m.save(tmp_path / "model")
+    meta = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert meta["config"]["n_sources"] == 30 and len(meta["station_ids"]) == 16
+    loaded = GenieModel.load(tmp_path / "model")
+    picks = PickTable(np.arange(16), 20.0 + np.arange(16) * 0.3, np.zeros(16, int), 16)
+    origins = torch.tensor([15.0, 16.5, 18.0], dtype=torch.float64)
+    with torch.no_grad():
+        a, za = m(m.features(picks, origins), 1)
+        b, zb = loaded(loaded.features(picks, origins), 1)
+    assert torch.equal(a, b) and torch.equal(za, zb)
+    assert torch.equal(loaded.source_xyz, m.source_xyz) and torch.equal(loaded.pair_tt, m.pair_tt)
+
+
+def test_load_errors_name_the_file(tmp_path):
+    with pytest.raises(InputError, match="model.json"):
+        GenieModel.load(tmp_path)
+    (tmp_path / "model.json").write_text("{not json")
+    (tmp_path / "model.pt").write_bytes(b"")
+    with pytest.raises(InputError, match="not valid JSON"):
+        GenieModel.load(tmp_path)
+
+
+def test_config_validation():
+    with pytest.raises(InputError, match="n_offsets"):
+        ModelConfig.from_dict({"n_offsets": 2})
+    with pytest.raises(InputError, match="unknown model setting"):
+        ModelConfig.from_dict({"hiden": 3})
+
+
+def test_table_too_small_is_an_input_error(homogeneous_tt):
+    with pytest.raises(InputError, match="travel-time table"):
+        GenieModel.build(ModelConfig(**{**TINY, "padding_km": 80.0}), grid_network(4, 10.0), homogeneous_tt)
