@@ -33,7 +33,7 @@ import pandas as pd
 from scipy.optimize import brentq
 from scipy.stats import qmc, wasserstein_distance
 
-from catalogs.fileio import write_text_atomic
+from catalogs.fileio import read_json_object, write_text_atomic
 from catalogs.gutenberg_richter import b_value, mc_goodness_of_fit
 from catalogs.picks import station_index
 from catalogs.schema import InputError
@@ -91,10 +91,7 @@ class CalibrationSettings:
     def from_json(cls, path: str | os.PathLike, **overrides) -> "CalibrationSettings":
         """Read ``{"spatial_bounds": {name: [lo, hi]}, "timing_bounds": ..., "fixed": {name: value},
         "n_calls": ...}``; bounds given replace the defaults for those parameters."""
-        try:
-            values = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"{path}: cannot read calibration config ({exc})") from None
+        values = read_json_object(path, "JSON object of calibration settings")
         settings = cls(**overrides)
         known = set(asdict(settings))
         unknown = set(values) - known

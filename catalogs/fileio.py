@@ -1,8 +1,9 @@
-"""Atomic output files and delimiter-agnostic table reading."""
+"""Atomic output files, delimiter-agnostic table reading and JSON objects with clear errors."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -36,6 +37,22 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def read_json_object(path: str | os.PathLike, what: str = "JSON object") -> dict:
+    """The JSON object in ``path``; :class:`InputError` naming the file when it is missing, not
+    valid JSON, or not an object (``what`` names the expected content in the message)."""
+    try:
+        values = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(values, dict):
+        raise InputError(f"{path}: expected a {what}")
+    return values
 
 
 def write_csv_atomic(df: pd.DataFrame, path: str | os.PathLike, **kwargs) -> None:

@@ -13,9 +13,8 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from catalogs.fileio import write_text_atomic
+from catalogs.fileio import read_json_object, write_text_atomic
 from catalogs.schema import InputError
 
 logger = logging.getLogger(__name__)
@@ -143,15 +142,7 @@ class GeneratorParams:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "GeneratorParams":
-        try:
-            values = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise InputError(f"{path}: file not found") from None
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}: invalid JSON ({exc})") from None
-        if not isinstance(values, dict):
-            raise InputError(f"{path}: expected a JSON object of parameters")
-        return cls.from_dict(values, str(path))
+        return cls.from_dict(read_json_object(path, "JSON object of parameters"), str(path))
 
     def replace(self, **changes) -> "GeneratorParams":
         return dataclasses.replace(self, **changes)

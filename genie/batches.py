@@ -146,8 +146,8 @@ def draw_batch(model: GenieModel, network: Network, travel_times: TravelTimes, p
     # Queries: slot 0 the association source, then near the closest labelled event, then anywhere.
     q = s.queries
     half_span = max(c.offset_step_s * (c.n_offsets - 1) / 2, c.offset_step_s / 2)
-    box = np.array([model.source_xyz[:, k].cpu().numpy() for k in range(3)])
-    low, high = box.min(1), box.max(1)
+    nodes = model.source_xyz.cpu().numpy()
+    low, high = nodes.min(0), nodes.max(0)
     query_xyz = low + rng.random((b, q, 3)) * (high - low)
     query_dt = rng.uniform(-half_span, half_span, (b, q))
     gap = np.where(labelled, np.abs(truth.events_s[None, :] - centre[:, None]), np.inf)

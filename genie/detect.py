@@ -81,6 +81,13 @@ def grid_likelihood(model: GenieModel, picks: PickTable, centres_s: np.ndarray, 
     return out
 
 
+def _merge_distances(model: GenieModel, settings: DetectSettings) -> tuple[float, float]:
+    """``(merge_km, merge_s)``: the settings', or two label widths where they are None."""
+    c = model.config
+    return (settings.merge_km if settings.merge_km is not None else 2 * c.label_sigma_km,
+            settings.merge_s if settings.merge_s is not None else 2 * c.label_sigma_s)
+
+
 def find_peaks(model: GenieModel, likelihood: np.ndarray, threshold: float, merge_km: float,
                merge_s: float) -> tuple[np.ndarray, np.ndarray]:
     """Peaks ``(time index, source node)`` of ``likelihood [T, X]``, strongest first."""
@@ -189,8 +196,7 @@ def locate_and_associate(model: GenieModel, picks: PickTable, centres_s: np.ndar
     likelihood = np.concatenate([e[2] for e in evaluations])
     embedding = torch.cat([e[3] for e in evaluations])
     order = np.argsort(-likelihood, kind="stable")
-    merge_km = settings.merge_km if settings.merge_km is not None else 2 * c.label_sigma_km
-    merge_s = settings.merge_s if settings.merge_s is not None else 2 * c.label_sigma_s
+    merge_km, merge_s = _merge_distances(model, settings)
     chosen = np.sort(order[suppress(origin[order], xyz[order], merge_s, merge_km)])
     xyz, origin, likelihood, embedding = xyz[chosen], origin[chosen], likelihood[chosen], embedding[chosen]
     nodes = nodes[chosen]
@@ -256,10 +262,8 @@ def detect(model: GenieModel, picks: PickTable, start_s: float, end_s: float, se
     arrays the pick table was built from), ``event_index`` (row of events), ``phase``,
     ``probability``, ``residual_s`` (pick minus predicted arrival)."""
     settings = settings or DetectSettings()
-    c = model.config
-    merge_km = settings.merge_km if settings.merge_km is not None else 2 * c.label_sigma_km
-    merge_s = settings.merge_s if settings.merge_s is not None else 2 * c.label_sigma_s
-    centres = np.arange(start_s, end_s, c.offset_step_s)
+    merge_km, merge_s = _merge_distances(model, settings)
+    centres = np.arange(start_s, end_s, model.config.offset_step_s)
     likelihood = grid_likelihood(model, picks, centres, settings.batch_windows, progress)
     t_idx, nodes = find_peaks(model, likelihood, settings.threshold, merge_km, merge_s)
     return locate_and_associate(model, picks, centres[t_idx], nodes, settings)

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from catalogs.fileio import atomic_path, write_text_atomic
+from catalogs.fileio import atomic_path, read_json_object, write_text_atomic
 from catalogs.schema import InputError
 from generator.network import Network
 from generator.traveltimes import TravelTimes
@@ -271,10 +271,7 @@ class GenieModel(nn.Module):
         for path in (meta_path, weights_path):
             if not path.is_file():
                 raise InputError(f"{path}: not found (a model directory holds model.json and model.pt)")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{meta_path}: not valid JSON ({exc})") from None
+        meta = read_json_object(meta_path, "genie model description")
         if meta.get("format") != "genie-model":
             raise InputError(f"{meta_path}: not a genie model description")
         state = torch.load(weights_path, map_location="cpu", weights_only=True)

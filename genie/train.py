@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from catalogs.fileio import atomic_path, write_text_atomic
+from catalogs.fileio import atomic_path, read_json_object, write_text_atomic
 from catalogs.matching import match_catalogs
 from catalogs.schema import InputError
 from generator.network import Network
@@ -119,10 +119,7 @@ def load_config(spec: str, source: str | None = None) -> tuple[dict, TrainConfig
         path = Path(spec)
         if not path.is_file():
             raise InputError(f"--config {spec}: neither a named configuration {sorted(CONFIGS)} nor a file")
-        try:
-            overrides = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}: not valid JSON ({exc})") from None
+        overrides = read_json_object(path, "JSON object {\"base\", \"model\", \"train\"}")
         base, source = overrides.pop("base", "small"), str(path)
         unknown = sorted(set(overrides) - {"model", "train"})
         if base not in CONFIGS or unknown:
@@ -131,7 +128,7 @@ def load_config(spec: str, source: str | None = None) -> tuple[dict, TrainConfig
     train = dict(CONFIGS[base]["train"])
     for key, value in overrides.get("train", {}).items():
         train[key] = {**train.get(key, {}), **value} if isinstance(value, dict) else value
-    ModelConfig.from_dict({k: v for k, v in model.items()}, source)
+    ModelConfig.from_dict(model, source)
     return model, _dataclass_from(TrainConfig, train, source)
 
 
@@ -257,14 +254,12 @@ def train(network: Network, travel_times: TravelTimes, params: GeneratorParams, 
             raise InputError(f"{checkpoint_path}: written for another model or network; "
                              "use a new --out or delete the checkpoint")
         model.load_state_dict(state["model"])
-        model.to(device)
-        optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-        optimiser.load_state_dict(state["optimiser"])
         step, history = state["step"], state["history"]
         logger.info("resuming from %s at step %d", checkpoint_path, step)
-    else:
-        model.to(device)
-        optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    model.to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    if step:
+        optimiser.load_state_dict(state["optimiser"])
     params.to_json(out / "generator_params.json")
     write_text_atomic(out / "train_config.json", json.dumps(
         {"model": model.config.to_dict(), "train": config.to_dict()}, indent=2, default=list) + "\n")

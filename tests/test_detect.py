@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from genie.detect import find_peaks, suppress
 
