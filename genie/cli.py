@@ -250,7 +250,8 @@ def _train(args: argparse.Namespace) -> int:
           f"{sum(p.numel() for p in model.parameters())} weights")
     print(f"validation on {report['hours']:g} h of held-out synthetic picks ({report['rate_per_day']:g} events/day): "
           f"precision {report['precision']:.3f}, recall {report['recall']:.3f}, F1 {report['f1']:.3f}, "
-          f"pick accuracy {report['pick_accuracy']:.3f} ({report['n_matched']} of {report['n_labelled']} events)")
+          f"pick accuracy {report['pick_accuracy']:.3f} ({report['n_matched']} of {report['n_detected']} sources "
+          f"matched; {report['n_labelled']} labelled events)")
     print(f"written to {args.out}/ (model.json, model.pt, checkpoint.pt, history.json, train_config.json, "
           "generator_params.json)")
     return 0

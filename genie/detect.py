@@ -181,9 +181,8 @@ def locate_and_associate(model: GenieModel, picks: PickTable, centres_s: np.ndar
         origins = model.window_times(centre)
         _, z = model(model.features(picks, origins.reshape(-1)), len(centre))
         positions = np.clip(xyz0[sl][:, None, :] + dxyz[None], lo, hi)
-        dt = np.broadcast_to(dts, positions.shape[:2])
         pos_t = torch.as_tensor(positions, dtype=torch.float32, device=model.device)
-        dt_t = torch.as_tensor(dt, dtype=torch.float32, device=model.device)
+        dt_t = torch.as_tensor(dts, dtype=torch.float32, device=model.device).expand(positions.shape[:2])
         emb = model.query_embedding(z, pos_t, dt_t)  # [D, L, C]
         like = torch.sigmoid(model.query_head(emb).squeeze(-1))
         best = like.argmax(1)
@@ -229,16 +228,16 @@ def locate_and_associate(model: GenieModel, picks: PickTable, centres_s: np.ndar
     table = table[np.abs(table["residual_s"]) <= max_residual]
     n_det = len(nodes)
 
-    counts = table.groupby("event_index").agg(n_p=("phase", lambda s: int((s == "P").sum())),
-                                              n_s=("phase", lambda s: int((s == "S").sum())),
-                                              n_stations=("station", "nunique"))
-    counts = counts.reindex(np.arange(n_det), fill_value=0)
+    e_kept = table["event_index"].to_numpy(dtype=int)
+    is_s = (table["phase"] == "S").to_numpy()
+    counts = {"n_p": np.bincount(e_kept[~is_s], minlength=n_det), "n_s": np.bincount(e_kept[is_s], minlength=n_det),
+              "n_stations": np.bincount(np.unique(e_kept * model.n_stations + table["station"].to_numpy(dtype=int))
+                                        // model.n_stations, minlength=n_det)}
     good = (((counts["n_p"] + counts["n_s"]) >= settings.min_picks) & (counts["n_stations"] >= settings.min_stations)
             & (counts["n_p"] >= settings.min_p_picks))
     events = pd.DataFrame({"origin_s": origin, "x_km": xyz[:, 0], "y_km": xyz[:, 1], "depth_km": xyz[:, 2],
-                           "likelihood": likelihood, "misfit_s": misfit,
-                           **{k: counts[k].to_numpy() for k in ("n_p", "n_s", "n_stations")}})
-    kept = np.flatnonzero(good.to_numpy())
+                           "likelihood": likelihood, "misfit_s": misfit, **counts})
+    kept = np.flatnonzero(good)
     renumber = np.full(n_det, -1)
     renumber[kept] = np.arange(len(kept))
     events = events.iloc[kept].reset_index(drop=True)

@@ -34,7 +34,8 @@ def mean_adjacency(edge_index: torch.Tensor, n_target: int, n_source: int | None
     target, source = edge_index[1], edge_index[0]
     degree = torch.bincount(target, minlength=n_target).clamp(min=1).to(torch.float32)
     values = 1.0 / degree[target]
-    coo = torch.sparse_coo_tensor(torch.stack([target, source]), values, (n_target, n_source)).coalesce()
+    coo = torch.sparse_coo_tensor(torch.stack([target, source]), values, (n_target, n_source),
+                                  check_invariants=False).coalesce()
     with warnings.catch_warnings():
         # CSR is twice as fast as COO for the backward pass; torch flags its API as beta.
         warnings.simplefilter("ignore", UserWarning)

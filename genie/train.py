@@ -74,14 +74,15 @@ CONFIGS = {
     # Sized to a local network of ~10-100 stations and ~100 km aperture; trains on 2 CPU cores in
     # about 15 minutes.
     "small": {
-        "model": {"n_sources": 200, "k_sources": 10, "k_stations": 6, "hidden": 24, "latent": 12,
+        "model": {"n_sources": 300, "k_sources": 10, "k_stations": 6, "hidden": 24, "latent": 12,
                   "n_product_layers": 2, "n_source_layers": 2, "kernel_s": 1.5, "wide_kernel_s": 4.5,
                   "label_sigma_km": 8.0,
                   "label_sigma_s": 2.0, "n_offsets": 3, "offset_step_s": 1.5, "k_query": 8,
                   "assoc_window_s": 3.0, "assoc_candidates": 8},
-        "train": {"steps": 5000, "checkpoint_every": 100, "validate_every": 0, "validation_hours": 4.0,
+        "train": {"steps": 4000, "checkpoint_every": 100, "validate_every": 0, "validation_hours": 12.0,
                   "batch": {"windows": 16, "queries": 16, "min_picks": 6, "min_stations": 4},
-                  "detect": {"min_picks": 6, "min_stations": 4, "min_p_picks": 3, "threshold": 0.3}},
+                  "detect": {"min_picks": 6, "min_stations": 4, "min_p_picks": 3, "threshold": 0.15,
+                             "max_residual_s": 0.5, "relocation_rounds": 2}},
     },
     # GENIE's reference sizes (McBrearty & Beroza 2023), for a GPU.
     "full": {

@@ -1,6 +1,8 @@
 import numpy as np
 
-from genie.detect import find_peaks, suppress
+from genie.detect import (ASSIGNMENT_COLUMNS, EVENT_COLUMNS, DetectSettings, find_peaks, locate_and_associate,
+                          suppress)
+from genie.features import PickTable
 
 
 def test_suppress_keeps_the_strongest_of_close_sources():
@@ -24,3 +26,30 @@ def test_find_peaks_recovers_planted_bumps(tiny_model):
     t_idx, _ = find_peaks(m, likelihood, threshold=0.7, merge_km=16.0, merge_s=4.0)
     assert t_idx.tolist() == [5]
     assert len(find_peaks(m, np.zeros_like(likelihood), 0.3, 16.0, 4.0)[0]) == 0
+
+
+def _planted_picks(model, origin_s=20.0, node=0):
+    stations = model.station_xyz.numpy().astype("float64")
+    source = model.source_xyz.numpy()[node].astype("float64")
+    arrivals = origin_s + model.travel_times(source[None], stations)[0]  # [S, 2]
+    n = model.n_stations
+    return PickTable(np.tile(np.arange(n), 2), arrivals.T.reshape(-1), np.repeat([0, 1], n), n)
+
+
+def test_event_counts_match_the_assignments(tiny_model):
+    picks = _planted_picks(tiny_model)
+    settings = DetectSettings(assoc_threshold=0.0, min_picks=0, min_stations=0, max_residual_s=100.0)
+    events, assignments = locate_and_associate(tiny_model, picks, np.array([19.5]), np.array([0]), settings)
+    assert list(events.columns) == EVENT_COLUMNS and list(assignments.columns) == ASSIGNMENT_COLUMNS
+    assert len(events) == 1 and len(assignments) > 0
+    rows = assignments[assignments["event_index"] == 0]
+    assert events.loc[0, "n_p"] == (rows["phase"] == "P").sum() and events.loc[0, "n_s"] == (rows["phase"] == "S").sum()
+    assert events.loc[0, "n_stations"] == len(np.unique(rows["pick_index"].to_numpy() % tiny_model.n_stations))
+
+
+def test_no_event_survives_a_zero_residual_gate(tiny_model):
+    settings = DetectSettings(assoc_threshold=0.0, max_residual_s=-1.0)
+    events, assignments = locate_and_associate(tiny_model, _planted_picks(tiny_model), np.array([19.5]),
+                                               np.array([0]), settings)
+    assert len(events) == 0 and len(assignments) == 0
+    assert list(events.columns) == EVENT_COLUMNS and list(assignments.columns) == ASSIGNMENT_COLUMNS

@@ -106,3 +106,19 @@ def test_config_validation():
 def test_table_too_small_is_an_input_error(homogeneous_tt):
     with pytest.raises(InputError, match="travel-time table"):
         GenieModel.build(ModelConfig(**{**TINY, "padding_km": 80.0}), grid_network(4, 10.0), homogeneous_tt)
+
+
+@pytest.mark.gpu
+def test_cuda_outputs_match_cpu(tiny_model, tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    tiny_model.save(tmp_path / "model")
+    gpu = GenieModel.load(tmp_path / "model").to("cuda")
+    stations, times = np.arange(16), 20.0 + np.arange(16) * 0.3
+    origins = torch.tensor([15.0, 16.5, 18.0], dtype=torch.float64)
+    with torch.no_grad():
+        a, za = tiny_model(tiny_model.features(PickTable(stations, times, np.zeros(16, int), 16), origins), 1)
+        b, zb = gpu(gpu.features(PickTable(stations, times, np.zeros(16, int), 16, device="cuda"), origins), 1)
+    assert b.device.type == "cuda"
+    torch.testing.assert_close(b.cpu(), a, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(zb.cpu(), za, atol=1e-4, rtol=1e-4)

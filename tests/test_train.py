@@ -67,7 +67,7 @@ def test_learning_rate_decays_to_the_final_rate():
 
 def test_load_config_named_and_file(tmp_path):
     model, config = load_config("small")
-    assert model["n_sources"] == 200 and config.batch.windows == 16
+    assert model["n_sources"] == 300 and config.batch.windows == 16
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"base": "small", "model": {"hidden": 10}, "train": {"steps": 7, "batch": {"windows": 3}}}))
     model, config = load_config(str(path))

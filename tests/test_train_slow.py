@@ -1,7 +1,7 @@
 """The `small` model trained on the Salton Sea geometry with the calibrated generator, validated
-on 4 h of held-out synthetic picks at 1,000 events/day (about 20 minutes on 2 CPU cores:
-calibration, a TauP table, then training). Issue 5's target is event F1 >= 0.9; the model
-reaches 0.87 (precision 0.91, recall 0.84), so this guards that level until the target is met."""
+on 12 h of held-out synthetic picks at 1,000 events/day (about 20 minutes on 2 CPU cores:
+calibration, a TauP table, then training). Issue 5's target is event F1 >= 0.9; `make demo`
+measured precision 0.916, recall 0.896, F1 0.906, pick accuracy 0.870."""
 
 import json
 
@@ -20,6 +20,6 @@ def test_small_model_reaches_f1_on_salton_geometry(salton_dir, tmp_path, capsys)
                  "--config", "small", "--device", "cpu", "--quiet", "--out", str(tmp_path / "model")]) == 0
     history = json.loads((tmp_path / "model" / "history.json").read_text())
     report = history[-1]["validation"]
-    assert report["n_labelled"] >= 100
-    assert report["f1"] >= 0.85, report
-    assert report["pick_accuracy"] >= 0.8, report
+    assert report["n_labelled"] >= 250
+    assert report["f1"] >= 0.9, report
+    assert report["pick_accuracy"] >= 0.85, report
