@@ -230,9 +230,9 @@ def locate_and_associate(model: GenieModel, picks: PickTable, centres_s: np.ndar
 
     e_kept = table["event_index"].to_numpy(dtype=int)
     is_s = (table["phase"] == "S").to_numpy()
+    event_station = np.unique(e_kept * model.n_stations + table["station"].to_numpy(dtype=int))
     counts = {"n_p": np.bincount(e_kept[~is_s], minlength=n_det), "n_s": np.bincount(e_kept[is_s], minlength=n_det),
-              "n_stations": np.bincount(np.unique(e_kept * model.n_stations + table["station"].to_numpy(dtype=int))
-                                        // model.n_stations, minlength=n_det)}
+              "n_stations": np.bincount(event_station // model.n_stations, minlength=n_det)}
     good = (((counts["n_p"] + counts["n_s"]) >= settings.min_picks) & (counts["n_stations"] >= settings.min_stations)
             & (counts["n_p"] >= settings.min_p_picks))
     events = pd.DataFrame({"origin_s": origin, "x_km": xyz[:, 0], "y_km": xyz[:, 1], "depth_km": xyz[:, 2],
