@@ -130,18 +130,21 @@ def _lattice(model: GenieModel) -> tuple[np.ndarray, np.ndarray]:
 
 
 @torch.no_grad()
-def _embedding_at(model: GenieModel, picks: PickTable, xyz: np.ndarray, origin: np.ndarray,
-                  batch_windows: int) -> torch.Tensor:
-    """Query embeddings ``[D, latent]`` of sources at ``xyz [D, 3]`` and times ``origin [D]``,
-    from windows centred on those times."""
+def _query_embeddings(model: GenieModel, picks: PickTable, centres_s: np.ndarray, positions: np.ndarray,
+                      dt_s: np.ndarray, batch_windows: int) -> torch.Tensor:
+    """Query embeddings ``[D, L, latent]`` at ``positions [D, L, 3]`` (km) and times ``dt_s [D, L]``
+    (s) relative to the centre times ``centres_s [D]``, from windows around those centres."""
     out = []
     per = max(batch_windows // model.config.n_offsets, 1)
-    for d0 in range(0, len(origin), per):
-        centre = torch.as_tensor(origin[d0:d0 + per], device=model.device)
+    for d0 in range(0, len(centres_s), per):
+        sl = slice(d0, d0 + per)
+        centre = torch.as_tensor(centres_s[sl], device=model.device)
         _, z = model(model.features(picks, model.window_times(centre).reshape(-1)), len(centre))
-        pos = torch.as_tensor(xyz[d0:d0 + per, None, :], dtype=torch.float32, device=model.device)
-        out.append(model.query_embedding(z, pos, torch.zeros(len(centre), 1, device=model.device))[:, 0])
-    return torch.cat(out) if out else torch.zeros((0, model.config.latent), device=model.device)
+        out.append(model.query_embedding(z, torch.as_tensor(positions[sl], dtype=torch.float32, device=model.device),
+                                         torch.as_tensor(dt_s[sl], dtype=torch.float32, device=model.device)))
+    if not out:
+        return torch.zeros((0, positions.shape[1], model.config.latent), device=model.device)
+    return torch.cat(out)
 
 
 @torch.no_grad()
@@ -172,43 +175,31 @@ def locate_and_associate(model: GenieModel, picks: PickTable, centres_s: np.ndar
     if len(nodes) == 0:
         return pd.DataFrame(columns=EVENT_COLUMNS), pd.DataFrame(columns=ASSIGNMENT_COLUMNS)
     dxyz, dts = _lattice(model)
-    xyz0 = model.source_xyz.cpu().numpy()[nodes]
     lo, hi = (model.source_xyz.min(0).values.cpu().numpy(), model.source_xyz.max(0).values.cpu().numpy())
-    evaluations = []
-    for d0 in range(0, len(nodes), max(settings.batch_windows // c.n_offsets, 1)):
-        sl = slice(d0, d0 + max(settings.batch_windows // c.n_offsets, 1))
-        centre = torch.as_tensor(centres_s[sl], device=model.device)
-        origins = model.window_times(centre)
-        _, z = model(model.features(picks, origins.reshape(-1)), len(centre))
-        positions = np.clip(xyz0[sl][:, None, :] + dxyz[None], lo, hi)
-        pos_t = torch.as_tensor(positions, dtype=torch.float32, device=model.device)
-        dt_t = torch.as_tensor(dts, dtype=torch.float32, device=model.device).expand(positions.shape[:2])
-        emb = model.query_embedding(z, pos_t, dt_t)  # [D, L, C]
-        like = torch.sigmoid(model.query_head(emb).squeeze(-1))
-        best = like.argmax(1)
-        rows = torch.arange(len(best), device=model.device)
-        evaluations.append((positions[np.arange(len(best)), best.cpu().numpy()],
-                            centres_s[sl] + dts[best.cpu().numpy()], like[rows, best].cpu().numpy(),
-                            emb[rows, best]))
-    xyz = np.concatenate([e[0] for e in evaluations])
-    origin = np.concatenate([e[1] for e in evaluations])
-    likelihood = np.concatenate([e[2] for e in evaluations])
-    embedding = torch.cat([e[3] for e in evaluations])
+    positions = np.clip(model.source_xyz.cpu().numpy()[nodes][:, None, :] + dxyz[None], lo, hi)  # [D, L, 3]
+    lattice = _query_embeddings(model, picks, centres_s, positions, np.broadcast_to(dts, positions.shape[:2]),
+                                settings.batch_windows)
+    like = torch.sigmoid(model.query_head(lattice).squeeze(-1))
+    best = like.argmax(1)
+    rows = torch.arange(len(best), device=model.device)
+    embedding, likelihood = lattice[rows, best], like[rows, best].cpu().numpy()
+    best = best.cpu().numpy()
+    xyz, origin = positions[np.arange(len(best)), best], centres_s + dts[best]
     order = np.argsort(-likelihood, kind="stable")
     merge_km, merge_s = _merge_distances(model, settings)
     chosen = np.sort(order[suppress(origin[order], xyz[order], merge_s, merge_km)])
     xyz, origin, likelihood, embedding = xyz[chosen], origin[chosen], likelihood[chosen], embedding[chosen]
-    nodes = nodes[chosen]
 
     depth_range = (float(model.source_xyz[:, 2].min()), float(model.source_xyz[:, 2].max()))
     stations = model.station_xyz.cpu().numpy().astype("float64")
-    misfit = np.full(len(nodes), np.nan)
+    misfit = np.full(len(origin), np.nan)
     for round_ in range(settings.relocation_rounds + 1):
         if round_:
             # Re-associate at the relocated sources: their embeddings from windows at the new times.
-            embedding = _embedding_at(model, picks, xyz, origin, settings.batch_windows)
+            embedding = _query_embeddings(model, picks, origin, xyz[:, None, :], np.zeros((len(origin), 1)),
+                                          settings.batch_windows)[:, 0]
         table = _associate(model, picks, xyz, origin, embedding, settings.assoc_threshold)
-        arrivals = np.full((len(nodes), model.n_stations, 2), np.nan)
+        arrivals = np.full((len(origin), model.n_stations, 2), np.nan)
         k_col = (table["phase"] == "S").to_numpy(dtype=int)
         e_col, s_col = table["event_index"].to_numpy(dtype=int), table["station"].to_numpy(dtype=int)
         arrivals[e_col, s_col, k_col] = picks.time_s[table["pick_index"].to_numpy(dtype=int)]
@@ -218,15 +209,15 @@ def locate_and_associate(model: GenieModel, picks: PickTable, centres_s: np.ndar
         xyz[located], origin[located] = new_xyz[located], new_origin[located]
         if round_ < settings.relocation_rounds:
             # Halves of a split event converge on relocation: keep the one with more picks.
-            n_picks = np.bincount(e_col, minlength=len(nodes))
+            n_picks = np.bincount(e_col, minlength=len(origin))
             order = np.lexsort((-likelihood, -n_picks))
             chosen = np.sort(order[suppress(origin[order], xyz[order], merge_s, merge_km)])
-            xyz, origin, likelihood, nodes = xyz[chosen], origin[chosen], likelihood[chosen], nodes[chosen]
+            xyz, origin, likelihood = xyz[chosen], origin[chosen], likelihood[chosen]
     predicted = origin[:, None, None] + model.travel_times(xyz, stations)
     table["residual_s"] = arrivals[e_col, s_col, k_col] - predicted[e_col, s_col, k_col]
     max_residual = settings.max_residual_s if settings.max_residual_s is not None else c.kernel_s
     table = table[np.abs(table["residual_s"]) <= max_residual]
-    n_det = len(nodes)
+    n_det = len(origin)
 
     e_kept = table["event_index"].to_numpy(dtype=int)
     is_s = (table["phase"] == "S").to_numpy()
