@@ -323,7 +323,12 @@ def calibrate(network: Network, reference: ReferenceEvents, travel_times: Travel
 
     fits = {"station_detection": fit_station_detection(reference, network), "catalog": fit_catalog(reference.events)}
     fits["pdist"] = fit_pdist(reference, network, fits["station_detection"])
-    base = start.replace(station_detection=fits["station_detection"])
+    # The statics measured while labelling go into the generator: synthetic arrivals then carry
+    # the same station delays as the real ones, and a model trained on them predicts with them.
+    statics = {sid: [round(c["P"], 4), round(c["S"], 4)]
+               for sid, c in reference.summary.get("station_corrections_s", {}).items() if c["P"] or c["S"]}
+    fits["station_statics"] = statics
+    base = start.replace(station_detection=fits["station_detection"], station_statics=statics)
     if fits["pdist"]["ok"]:
         base = base.replace(pdist_log10_km_at_m0=fits["pdist"]["pdist_log10_km_at_m0"],
                             pdist_per_magnitude=fits["pdist"]["pdist_per_magnitude"])

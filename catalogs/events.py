@@ -80,7 +80,8 @@ def read_associations(path: str | os.PathLike, format: str | None = None) -> tup
     ``assignments.pick_index`` indexes rows of ``picks``. hypoDD ``.pha`` pick lines give picks
     at origin time + travel time, with the weight as ``score`` and NaN residuals; QuakeML gives its
     Picks and Arrivals; our CSV reads the ``_assignments.csv`` file beside it when present.
-    Formats without associations return empty assignments and picks.
+    Formats without associations return empty assignments and picks. A CSV catalog's assignments
+    are ``<name>_assignments.csv`` beside it, or ``assignments.csv`` (``genie associate``).
     """
     path = Path(path)
     if not path.is_file():
@@ -94,8 +95,8 @@ def read_associations(path: str | os.PathLike, format: str | None = None) -> tup
         return _read_pha(path)
     df, src = read_table(path)
     events = normalise_events(df, src)
-    assignments_path = _assignments_path(path)
-    if assignments_path.is_file():
+    assignments_path = _existing_assignments(path)
+    if assignments_path is not None:
         assignments, picks = _read_assignment_table(assignments_path)
     else:
         assignments, picks = empty_assignments(), empty_picks()
@@ -155,6 +156,15 @@ def empty_picks() -> pd.DataFrame:
 
 def _assignments_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}_assignments{path.suffix}")
+
+
+def _existing_assignments(path: Path) -> Path | None:
+    """The assignments file of a CSV catalog: ``<name>_assignments.csv`` beside it, else the
+    ``assignments.csv`` that ``genie associate`` writes beside ``events.csv``."""
+    for candidate in (_assignments_path(path), path.with_name("assignments.csv")):
+        if candidate.is_file() and candidate != path:
+            return candidate
+    return None
 
 
 def _read_assignment_table(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -289,10 +299,12 @@ def write_catalog(
     picks: pd.DataFrame | None,
     path: str | os.PathLike,
     format: str | None = None,
+    assignments_path: str | os.PathLike | None = None,
 ) -> list[Path]:
     """Write a catalog atomically as ``csv`` or ``quakeml`` (default: from the suffix).
 
-    CSV: the events file plus ``<name>_assignments.csv`` when ``assignments`` has rows.
+    CSV: the events file plus, when ``assignments`` has rows, ``assignments_path`` (default
+    ``<name>_assignments.csv``).
     QuakeML: one ObsPy Event per row with Origin, Magnitude, Picks, Amplitudes and Arrivals
     (phase, ``time_residual``); reads back with :func:`obspy.read_events` and :func:`read_associations`.
     Returns the paths written.
@@ -333,7 +345,7 @@ def write_catalog(
         table["pick_time"] = format_times(pick_rows["time"]).to_numpy()
         table["pick_score"] = pick_rows["score"].to_numpy()
         table["amplitude"] = pick_rows["amplitude"].to_numpy() if "amplitude" in pick_rows else np.nan
-        target = _assignments_path(path)
+        target = Path(assignments_path) if assignments_path is not None else _assignments_path(path)
         with atomic_path(target) as tmp:
             table.to_csv(tmp, index=False)
         written.append(target)

@@ -9,6 +9,8 @@ scores, which QuakeML has no field for, travel in a ``genie`` extra namespace.
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +156,13 @@ def to_obspy(events: pd.DataFrame, assignments: pd.DataFrame | None = None, pick
         quality = OriginQuality()
         if _finite(n_p) and _finite(n_s):
             quality.associated_phase_count = int(n_p) + int(n_s)
+            quality.used_phase_count = int(n_p) + int(n_s)
+        n_stations = getattr(ev, "n_stations", None)
+        if _finite(n_stations):
+            quality.used_station_count = int(n_stations)
+        gap = getattr(ev, "gap_deg", None)
+        if _finite(gap):
+            quality.azimuthal_gap = float(gap)
         if _finite(rms):
             quality.standard_error = float(rms)
         origin.quality = quality
@@ -175,6 +184,15 @@ def to_obspy(events: pd.DataFrame, assignments: pd.DataFrame | None = None, pick
     return catalog
 
 
+def _event_id(event, number: int) -> str:
+    """The event's id: ComCat's ``eventid=`` query value, else the last part of its resource id."""
+    rid = str(event.resource_id) if event.resource_id else ""
+    match = re.search(r"eventid=([^&]+)", rid)
+    if match:
+        return match.group(1)
+    return rid.rstrip("/").rsplit("/", 1)[-1] or str(number)
+
+
 def from_obspy(catalog, name: str = "Catalog") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Contract tables ``(events, assignments, picks)`` from an ObsPy ``Catalog``.
 
@@ -188,7 +206,7 @@ def from_obspy(catalog, name: str = "Catalog") -> tuple[pd.DataFrame, pd.DataFra
         if origin is None:
             continue
         magnitude = event.preferred_magnitude() or (event.magnitudes[0] if event.magnitudes else None)
-        eid = str(event.resource_id).rstrip("/").rsplit("/", 1)[-1] if event.resource_id else str(number)
+        eid = _event_id(event, number)
         arrivals = {str(a.pick_id): a for a in origin.arrivals if a.pick_id is not None}
         amplitudes = {str(a.pick_id): a.generic_amplitude for a in event.amplitudes if a.pick_id is not None}
         n_phase = {"P": 0, "S": 0}

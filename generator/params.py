@@ -14,6 +14,8 @@ import logging
 import os
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from catalogs.fileio import read_json_object, write_text_atomic
 from catalogs.schema import InputError
 
@@ -73,6 +75,9 @@ class GeneratorParams:
                             "keyed by station id; stations not listed use 1"})
 
     # --- timing ---------------------------------------------------------------------------------
+    station_statics: dict = field(default_factory=dict, metadata={
+        "unit": "s", "doc": "per-station [P, S] static corrections added to the predicted arrivals (slow "
+                           "sediments, model error), keyed by station id; stations not listed use 0"})
     timing_floor_s: float = _p(0.05, "s", "minimum std of independent P timing error")
     timing_fraction: float = _p(0.01, "1", "independent timing std as a fraction of travel time")
     s_timing_factor: float = _p(1.5, "1", "S timing errors are this much larger than P")
@@ -91,6 +96,9 @@ class GeneratorParams:
     spike_station_fraction: float = _p(0.5, "1", "fraction of stations picking in a spike")
     spike_spread_s: float = _p(0.5, "s", "std of pick times within a spike")
     phase_flip_rate: float = _p(0.02, "1", "fraction of true picks with the wrong phase label")
+    incoherent_fraction: float = _p(0.0, "1", "arrivals of this many extra events per event, each station's shifted "
+                                              "by its own offset: per-station P-S pairs without network moveout")
+    incoherent_shift_s: float = _p(120.0, "s", "the station offsets of incoherent arrivals are uniform within +-this")
 
     # --- scores and amplitudes ------------------------------------------------------------------
     score_min: float = _p(0.3, "1", "picker threshold: scores lie in [score_min, 1]")
@@ -124,7 +132,7 @@ class GeneratorParams:
         for name, value in values.items():
             default = names[name].default
             try:
-                if name == "station_detection":
+                if name in ("station_detection", "station_statics"):
                     clean[name] = {str(k): [float(v[0]), float(v[1])] for k, v in dict(value).items()}
                 elif isinstance(default, bool):
                     clean[name] = bool(value)
@@ -147,6 +155,10 @@ class GeneratorParams:
     def replace(self, **changes) -> "GeneratorParams":
         return dataclasses.replace(self, **changes)
 
+    def statics_for(self, station_ids) -> np.ndarray:
+        """Station statics ``[M, 2]`` (s, P and S) of ``station_ids`` (0 where not listed)."""
+        return np.array([self.station_statics.get(str(s), (0.0, 0.0)) for s in station_ids], dtype="float64").reshape(-1, 2)
+
     def validate(self, source: str = "parameters") -> None:
         """Raise :class:`InputError` for values outside their meaningful range."""
         checks = [
@@ -164,6 +176,7 @@ class GeneratorParams:
             ("score_min", 0.0 <= self.score_min < 1.0),
             ("omori_p", self.omori_p > 0),
             ("station_detection", all(0.0 <= f <= 1.0 for v in self.station_detection.values() for f in v)),
+            ("station_statics", all(abs(f) <= 30.0 for v in self.station_statics.values() for f in v)),
         ]
         bad = [name for name, ok in checks if not ok]
         if bad:

@@ -2,7 +2,7 @@
 
 Output picks follow the data contract (``station_id, time, phase, score, amplitude``) plus truth
 columns ``event_id`` (-1 for false picks), ``true_phase`` (the arrival's phase; ``""`` for false
-picks) and ``pick_type`` (``arrival``, ``coda``, ``background``, ``spike``). Events follow the
+picks) and ``pick_type`` (``arrival``, ``coda``, ``background``, ``spike``, ``incoherent``). Events follow the
 contract (``event_id`` as str) plus ``x_km, y_km, n_p, n_s, burst_id`` and ``origin_s`` (seconds
 from the start).
 """
@@ -30,9 +30,59 @@ def _scores(n: int, beta: tuple, params: GeneratorParams, rng: np.random.Generat
 
 
 def travel_time_extent(network: Network, params: GeneratorParams) -> tuple[float, float]:
-    """Table extent (max distance, max depth; km) covering events in the padded region."""
-    x0, x1, y0, y1 = network.region(params.region_padding_km + params.reference_jitter_km)
-    return float(np.hypot(x1 - x0, y1 - y0)) + 5.0, float(params.depth_max_km) + 5.0
+    """Table extent (max distance, max depth; km) covering events in the padded region of both
+    ``params`` and the default parameters, so that calibration (which starts from the defaults),
+    training and association on one network share one cached table, and locations may go
+    deeper than the calibrated event depths."""
+    def extent(p: GeneratorParams) -> tuple[float, float]:
+        x0, x1, y0, y1 = network.region(p.region_padding_km + p.reference_jitter_km)
+        return float(np.hypot(x1 - x0, y1 - y0)) + 5.0, float(p.depth_max_km) + 5.0
+
+    (d1, z1), (d0, z0) = extent(params), extent(GeneratorParams())
+    return max(d0, d1), max(z0, z1)
+
+
+def _event_picks(events: pd.DataFrame, network: Network, travel_times: TravelTimes, params: GeneratorParams,
+                 terms: np.ndarray, statics: np.ndarray, rng: np.random.Generator):
+    """Arrivals of ``events``: ``(event, station, true phase, time_s, amplitude)`` per pick and the
+    P and S counts per event."""
+    parts, n_p, n_s = [], np.zeros(len(events), int), np.zeros(len(events), int)
+    for lo in range(0, len(events), EVENT_BLOCK):
+        block = events.iloc[lo:lo + EVENT_BLOCK]
+        src = block[["x_km", "y_km", "depth_km"]].to_numpy()
+        tt = travel_times(src, network.xyz)
+        sel = sample_selections(network, src, block["magnitude"].to_numpy(), params, rng)
+        arrival = (block["origin_s"].to_numpy()[:, None, None] + tt + statics[None]
+                   + arrival_errors(tt, network, params, rng))
+        hyp = np.sqrt(((src[:, None, :] - network.xyz[None, :, :]) ** 2).sum(-1))
+        amp = arrival_amplitudes(block["magnitude"].to_numpy(), hyp, terms, params, rng)
+        chosen = np.stack([sel.p, sel.s], axis=-1)
+        ev, sta, ph = np.nonzero(chosen)
+        n_p[lo:lo + len(block)] = sel.p.sum(1)
+        n_s[lo:lo + len(block)] = sel.s.sum(1)
+        parts.append((ev + lo, sta, ph.astype(np.int8), arrival[ev, sta, ph], amp[ev, sta, ph]))
+    ev, sta, true_phase, t, amp = (np.concatenate([p[k] for p in parts]) if parts else np.zeros(0)
+                                   for k in range(5))
+    return ev.astype(np.int64), sta.astype(np.int64), true_phase.astype(np.int8), t, amp, n_p, n_s
+
+
+def incoherent_picks(network: Network, travel_times: TravelTimes, params: GeneratorParams, duration_s: float,
+                     terms: np.ndarray, statics: np.ndarray, rng: np.random.Generator,
+                     reference: pd.DataFrame | None = None):
+    """False picks that look like arrivals at each station but line up across none: the picks of
+    ``incoherent_fraction`` x the event rate of further events, each station's shifted by its own
+    offset, uniform within ``+-incoherent_shift_s`` (wrapped into the stretch). A station keeps its
+    P-S pairs and its rate, the network loses the moveout: what a real stream holds from
+    uncatalogued, distant or overlapping events, and exactly what the false-detection check
+    (station-shifted picks) feeds an associator. ``(station, time_s, label)``."""
+    empty = np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=np.int64)
+    if params.incoherent_fraction <= 0 or duration_s <= 0:
+        return empty
+    extra = sample_events(network, params.replace(event_rate_per_day=params.event_rate_per_day * params.incoherent_fraction,
+                                                  burst_rate_per_day=0.0), duration_s, rng, reference)
+    _, sta, phase, t, _, _, _ = _event_picks(extra, network, travel_times, params, terms, statics, rng)
+    offset = rng.uniform(-params.incoherent_shift_s, params.incoherent_shift_s, len(network))
+    return sta, np.mod(t + offset[sta], duration_s), phase.astype(np.int64)
 
 
 def generate(stations, travel_times: TravelTimes, params: GeneratorParams, duration,
@@ -53,41 +103,27 @@ def generate(stations, travel_times: TravelTimes, params: GeneratorParams, durat
 
     events = sample_events(network, params, duration_s, rng, reference)
     terms = station_terms(n_sta, params, rng)
-    parts, n_p, n_s = [], np.zeros(len(events), int), np.zeros(len(events), int)
-    for lo in range(0, len(events), EVENT_BLOCK):
-        block = events.iloc[lo:lo + EVENT_BLOCK]
-        src = block[["x_km", "y_km", "depth_km"]].to_numpy()
-        tt = travel_times(src, network.xyz)
-        sel = sample_selections(network, src, block["magnitude"].to_numpy(), params, rng)
-        arrival = block["origin_s"].to_numpy()[:, None, None] + tt + arrival_errors(tt, network, params, rng)
-        hyp = np.sqrt(((src[:, None, :] - network.xyz[None, :, :]) ** 2).sum(-1))
-        amp = arrival_amplitudes(block["magnitude"].to_numpy(), hyp, terms, params, rng)
-        chosen = np.stack([sel.p, sel.s], axis=-1)
-        ev, sta, ph = np.nonzero(chosen)
-        n_p[lo:lo + len(block)] = sel.p.sum(1)
-        n_s[lo:lo + len(block)] = sel.s.sum(1)
-        parts.append((ev + lo, sta, ph.astype(np.int8), arrival[ev, sta, ph], amp[ev, sta, ph]))
-
-    ev, sta, true_phase, t, amp = (np.concatenate([p[k] for p in parts]) if parts else np.zeros(0)
-                                   for k in range(5))
-    ev, sta, true_phase = ev.astype(np.int64), sta.astype(np.int64), true_phase.astype(np.int8)
+    statics = params.statics_for(network.ids)
+    ev, sta, true_phase, t, amp, n_p, n_s = _event_picks(events, network, travel_times, params, terms, statics, rng)
     label = flip_phases(true_phase, params, rng)
     c_sta, c_t, c_ph = coda_picks(sta, t, label, params, rng)
     b_sta, b_t, b_ph = background_picks(n_sta, duration_s, params, rng)
     s_sta, s_t, s_ph = spike_picks(n_sta, duration_s, params, rng)
-    n_true, n_false = len(t), len(c_t) + len(b_t) + len(s_t)
+    i_sta, i_t, i_ph = incoherent_picks(network, travel_times, params, duration_s, terms, statics, rng, reference)
+    n_true, n_false = len(t), len(c_t) + len(b_t) + len(s_t) + len(i_t)
     noise_amp = params.noise_amplitude * 10.0 ** rng.normal(0.0, 0.3, n_false)
 
     picks = pd.DataFrame({
-        "station_id": network.ids[np.concatenate([sta, c_sta, b_sta, s_sta]).astype(np.int64)],
-        "time_s": np.concatenate([t, c_t, b_t, s_t]),
-        "phase": np.array(["P", "S"])[np.concatenate([label, c_ph, b_ph, s_ph]).astype(np.int64)],
+        "station_id": network.ids[np.concatenate([sta, c_sta, b_sta, s_sta, i_sta]).astype(np.int64)],
+        "time_s": np.concatenate([t, c_t, b_t, s_t, i_t]),
+        "phase": np.array(["P", "S"])[np.concatenate([label, c_ph, b_ph, s_ph, i_ph]).astype(np.int64)],
         "score": np.concatenate([_scores(n_true, params.true_score_beta, params, rng),
                                  _scores(n_false, params.false_score_beta, params, rng)]),
         "amplitude": np.concatenate([amp, noise_amp]),
         "event_id": np.concatenate([ev, np.full(n_false, -1)]),
         "true_phase": np.concatenate([np.array(["P", "S"])[true_phase], np.full(n_false, "")]),
-        "pick_type": np.repeat(["arrival", "coda", "background", "spike"], [n_true, len(c_t), len(b_t), len(s_t)]),
+        "pick_type": np.repeat(["arrival", "coda", "background", "spike", "incoherent"],
+                               [n_true, len(c_t), len(b_t), len(s_t), len(i_t)]),
     })
     picks = picks[(picks["time_s"] >= 0.0) & (picks["time_s"] < duration_s)]
     picks = picks.sort_values(["time_s", "station_id", "phase"], kind="stable").reset_index(drop=True)

@@ -1,7 +1,9 @@
 """Training batches drawn on the fly from the synthetic pick generator.
 
 Each batch is one synthetic stretch of picks (``chunk_s`` long, event rate drawn log-uniformly
-between ``rate_factor`` times the generator's rate, false picks included) and ``B`` windows on it.
+between ``rate_factor`` times the generator's rate, false picks included, plus incoherent
+arrivals: picks of extra events shifted per station, which must not make an event) and ``B``
+windows on it.
 Every window gets its own random station subset (``station_fraction`` of the network), and about
 ``event_fraction`` of the windows are centred near an event. An event is *labelled* in a window
 when it lies in the model's region of interest and has at least ``min_picks`` picks on at least
@@ -10,8 +12,9 @@ support, nothing more.
 
 Queries (continuous source likelihood) per window: slot 0 is the window's event (perturbed by
 ``query_jitter_km`` / ``query_jitter_s``, the error of a first location), the association source
-of event windows; half of the rest lie near the event closest in time, the others anywhere in
-the source graph's box.
+of event windows; in the other windows slot 0 is a decoy anywhere, whose association target is
+"no pick" at every station. Half of the remaining queries lie near the event closest in time,
+the others anywhere in the source graph's box.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from genie.labels import source_labels
 from genie.model import GenieModel
 
 START = pd.Timestamp("2020-01-01T00:00:00Z")
+NO_EVENT = -1  # association target of a decoy query: no pick belongs to it
+SKIP = -2  # query slot 0 neither at an event nor clear of one: no association loss
 
 
 @dataclass
@@ -43,6 +48,9 @@ class BatchSettings:
     rate_factor: tuple = field(default=(1.0, 8.0), metadata={
         "unit": "1", "doc": "event rate drawn log-uniformly between these multiples of the generator's rate"})
     min_rate_per_day: float = field(default=500.0, metadata={"unit": "1/day", "doc": "floor of the drawn event rate"})
+    incoherent_fraction: tuple = field(default=(0.0, 1.0), metadata={
+        "unit": "1", "doc": "incoherent arrivals (station-shifted picks of extra events, false) per event, uniform "
+                            "between these: the model learns that per-station P-S pairs without moveout are no event"})
     station_fraction: tuple = field(default=(0.35, 1.0), metadata={
         "unit": "1", "doc": "fraction of stations active in a window, uniform between these"})
     event_fraction: float = field(default=0.6, metadata={"unit": "1", "doc": "fraction of windows centred near an event"})
@@ -66,7 +74,7 @@ class Batch:
     query_xyz: torch.Tensor  # [B, Q, 3] km
     query_dt: torch.Tensor  # [B, Q] s from the centre
     query_labels: torch.Tensor  # [B, Q]
-    assoc_event: torch.Tensor  # [B] long: event of query slot 0, -1 none
+    assoc_event: torch.Tensor  # [B] long: event of query slot 0, NO_EVENT (-1) a decoy, SKIP (-2) neither
     n_events_labelled: int
 
 
@@ -122,7 +130,9 @@ def draw_batch(model: GenieModel, network: Network, travel_times: TravelTimes, p
     c, s = model.config, settings
     lo, hi = np.log(s.rate_factor[0]), np.log(s.rate_factor[1])
     rate = max(params.event_rate_per_day * float(np.exp(rng.uniform(lo, hi))), s.min_rate_per_day)
-    truth = synthetic_truth(network, travel_times, params.replace(event_rate_per_day=rate), s.chunk_s, rng)
+    incoherent = float(rng.uniform(*s.incoherent_fraction))
+    truth = synthetic_truth(network, travel_times, params.replace(event_rate_per_day=rate, incoherent_fraction=incoherent),
+                            s.chunk_s, rng)
     b, n_sta = s.windows, model.n_stations
 
     n_active = np.maximum(np.round(rng.uniform(*s.station_fraction, b) * n_sta), min(s.min_stations, n_sta))
@@ -173,6 +183,12 @@ def draw_batch(model: GenieModel, network: Network, travel_times: TravelTimes, p
     centre_t = torch.as_tensor(centre, device=dev)
     qxyz = torch.as_tensor(query_xyz, dtype=torch.float32, device=dev)
     qdt = torch.as_tensor(query_dt, device=dev)
+    query_labels = source_labels(qxyz, centre_t[:, None] + qdt, ev_xyz, ev_s, c.label_sigma_km, c.label_sigma_s, lab)
+    # Slot 0 of the other windows is a decoy anywhere: its association target is "no pick" at
+    # every station (the head must learn to reject a source that is not there), unless it fell
+    # near a labelled event by chance, which the association loss then skips.
+    decoy_near_event = query_labels[:, 0].cpu().numpy() > 0.1
+    assoc_event = np.where(target >= 0, target, np.where(decoy_near_event, SKIP, NO_EVENT))
     return Batch(
         picks=PickTable(truth.station, truth.time_s, truth.phase, n_sta, device=dev),
         pick_event=torch.as_tensor(truth.event, device=dev),
@@ -182,7 +198,7 @@ def draw_batch(model: GenieModel, network: Network, travel_times: TravelTimes, p
         grid_labels=source_labels(model.source_xyz, centre_t, ev_xyz, ev_s, c.label_sigma_km, c.label_sigma_s, lab),
         query_xyz=qxyz,
         query_dt=qdt.to(torch.float32),
-        query_labels=source_labels(qxyz, centre_t[:, None] + qdt, ev_xyz, ev_s, c.label_sigma_km, c.label_sigma_s, lab),
-        assoc_event=torch.as_tensor(target, device=dev),
+        query_labels=query_labels,
+        assoc_event=torch.as_tensor(assoc_event, device=dev),
         n_events_labelled=int(labelled.any(0).sum()),
     )

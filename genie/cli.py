@@ -17,13 +17,69 @@ from genie import __version__
 logger = logging.getLogger("genie")
 
 
-def _compare(args: argparse.Namespace) -> int:
-    from catalogs.compare import compare_catalogs, summary_table
-    from catalogs.events import read_catalog, write_catalog
+def write_comparison(catalog, reference, out: Path, labels: dict, stations=None, max_dt: float = 3.0,
+                     max_dist: float = 15.0, magnitude_bin: float = 0.5, dm: float = 0.1,
+                     extra: dict | None = None) -> dict:
+    """Match ``catalog`` to ``reference`` and write ``report.json``, the matched / missed / new
+    CSVs and the four figures into ``out``; returns the report."""
+    from catalogs.compare import compare_catalogs
+    from catalogs.events import write_catalog
     from catalogs.fileio import write_csv_atomic, write_text_atomic
-    from catalogs.picks import attach_stations, read_picks
     from catalogs.plots import plot_differences, plot_gutenberg_richter, plot_map, plot_recall
     from catalogs.schema import format_times
+
+    comparison = compare_catalogs(catalog, reference, max_dt_s=max_dt, max_dist_km=max_dist,
+                                  magnitude_bin=magnitude_bin, dm=dm)
+    report = {**(extra or {}), "labels": labels, **comparison.report}
+    out.mkdir(parents=True, exist_ok=True)
+    pairs = comparison.pairs.copy()
+    pairs.insert(4, "reference_time",
+                 format_times(reference["time"].iloc[pairs["reference_index"].to_numpy(dtype=int)]).to_numpy())
+    pairs.insert(5, "reference_magnitude", reference["magnitude"].to_numpy()[pairs["reference_index"].to_numpy(dtype=int)])
+    write_csv_atomic(pairs, out / "matched.csv")
+    write_catalog(comparison.missed, None, None, out / "missed.csv")
+    write_catalog(comparison.new, None, None, out / "new.csv")
+    plot_gutenberg_richter({"catalog": catalog["magnitude"], "reference": reference["magnitude"]},
+                           report["gutenberg_richter"], out / "gutenberg_richter.png", dm=dm, labels=labels)
+    plot_map(catalog, reference, out / "map.png", stations=stations, missed=comparison.missed, labels=labels)
+    plot_recall(report["by_magnitude"], out / "recall_vs_magnitude.png")
+    plot_differences(comparison.pairs, out / "differences.png")
+    write_text_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _reference_catalog(spec: str, region_of, start, end, cache_dir: Path):
+    """``(events, label, info)`` of ``--reference``: a catalog file, or ``usgs`` (ComCat through
+    FDSN for ``region_of()`` = (lat_min, lat_max, lon_min, lon_max) between start and end,
+    cached in ``cache_dir``)."""
+    from catalogs.events import read_catalog
+    from catalogs.fdsn import SERVICES, fetch_catalog
+
+    if spec.lower() in SERVICES:
+        events, path = fetch_catalog(region_of(), start, end, cache_dir, spec.lower())
+        print(f"reference: {len(events)} events from the {SERVICES[spec.lower()]} FDSN service, cached in {path}")
+        return events, spec.lower(), {"source": spec.lower(), "cached": str(path), "region": list(region_of()),
+                                      "start": str(start), "end": str(end)}
+    return read_catalog(spec), Path(spec).stem, {"source": str(spec)}
+
+
+def _padded_region(latitude, longitude, padding_km: float) -> tuple[float, float, float, float]:
+    import numpy as np
+
+    pad_lat = padding_km / 111.2
+    pad_lon = padding_km / (111.2 * max(np.cos(np.radians(float(np.mean(latitude)))), 0.1))
+    return (float(np.min(latitude)) - pad_lat, float(np.max(latitude)) + pad_lat,
+            float(np.min(longitude)) - pad_lon, float(np.max(longitude)) + pad_lon)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from catalogs.compare import summary_table
+    from catalogs.events import read_catalog
+    from catalogs.fileio import write_csv_atomic
+    from catalogs.picks import attach_stations, read_picks
+    from catalogs.schema import InputError, format_times
     from catalogs.stations import read_stations
 
     out = Path(args.out)
@@ -32,26 +88,17 @@ def _compare(args: argparse.Namespace) -> int:
                "gutenberg_richter.png", "map.png", "recall_vs_magnitude.png", "differences.png"]
     clash = [name for name in outputs if (out / name).resolve() in inputs]
     if clash:
-        from catalogs.schema import InputError
-
         raise InputError(f"--out {out} would overwrite input file(s) {clash}; choose another directory")
 
     catalog = read_catalog(args.catalog)
-    reference = read_catalog(args.reference)
+    reference, reference_label, reference_info = _reference_catalog(
+        args.reference, lambda: _padded_region(catalog["latitude"], catalog["longitude"], 10.0),
+        catalog["time"].min(), catalog["time"].max() + pd.Timedelta(seconds=1), out / "reference")
     labels = {"catalog": args.catalog_label or Path(args.catalog).stem,
-              "reference": args.reference_label or Path(args.reference).stem}
+              "reference": args.reference_label or reference_label}
     stations = read_stations(args.stations) if args.stations else None
-    comparison = compare_catalogs(
-        catalog,
-        reference,
-        max_dt_s=args.max_dt,
-        max_dist_km=args.max_dist,
-        magnitude_bin=args.magnitude_bin,
-        dm=args.dm,
-    )
-    report = {"inputs": {"catalog": str(args.catalog), "reference": str(args.reference),
-                         "stations": args.stations and str(args.stations), "picks": args.picks and str(args.picks)},
-              "labels": labels, **comparison.report}
+    extra = {"inputs": {"catalog": str(args.catalog), "reference": reference_info,
+                        "stations": args.stations and str(args.stations), "picks": args.picks and str(args.picks)}}
     out.mkdir(parents=True, exist_ok=True)
     if args.picks:
         picks = read_picks(args.picks)
@@ -67,21 +114,9 @@ def _compare(args: argparse.Namespace) -> int:
             picks = kept
         per_station = picks.groupby(["station_id", "phase"]).size().unstack(fill_value=0)
         summary["per_station"] = {s: {p: int(n) for p, n in row.items()} for s, row in per_station.iterrows()}
-        report["picks"] = summary
-
-    pairs = comparison.pairs.copy()
-    pairs.insert(4, "reference_time",
-                 format_times(reference["time"].iloc[pairs["reference_index"].to_numpy(dtype=int)]).to_numpy())
-    pairs.insert(5, "reference_magnitude", reference["magnitude"].to_numpy()[pairs["reference_index"].to_numpy(dtype=int)])
-    write_csv_atomic(pairs, out / "matched.csv")
-    write_catalog(comparison.missed, None, None, out / "missed.csv")
-    write_catalog(comparison.new, None, None, out / "new.csv")
-    plot_gutenberg_richter({"catalog": catalog["magnitude"], "reference": reference["magnitude"]},
-                           report["gutenberg_richter"], out / "gutenberg_richter.png", dm=args.dm, labels=labels)
-    plot_map(catalog, reference, out / "map.png", stations=stations, missed=comparison.missed, labels=labels)
-    plot_recall(report["by_magnitude"], out / "recall_vs_magnitude.png")
-    plot_differences(comparison.pairs, out / "differences.png")
-    write_text_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
+        extra["picks"] = summary
+    report = write_comparison(catalog, reference, out, labels, stations, args.max_dt, args.max_dist,
+                              args.magnitude_bin, args.dm, extra)
     print(f"catalog: {labels['catalog']}   reference: {labels['reference']}")
     print(summary_table(report))
     if "picks" in report:
@@ -115,7 +150,8 @@ def _synth(args: argparse.Namespace) -> int:
     model = load_velocity_model(args.velocity_model)
     reference = read_catalog(args.reference_catalog) if args.reference_catalog else None
     max_dist, max_depth = travel_time_extent(network, params)
-    travel_times = TravelTimes.build(model, max_dist, max_depth, spacing_km=args.tt_spacing, cache_dir=args.cache)
+    travel_times = TravelTimes.build(model, max_dist, max_depth, spacing_km=args.tt_spacing, cache_dir=args.cache,
+                                     progress=not args.quiet)
     picks, events = generate(network, travel_times, params, args.hours * 3600.0, args.seed, start=args.start,
                              reference=reference)
     out = Path(args.out)
@@ -175,7 +211,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     catalog = read_catalog(args.catalog)
     model = load_velocity_model(args.velocity_model)
     travel_times = TravelTimes.build(model, *travel_time_extent(network, start), spacing_km=args.tt_spacing,
-                                     cache_dir=args.cache)
+                                     cache_dir=args.cache, progress=not args.quiet)
     reference = label_picks(catalog, picks, network, travel_times, min_stations=args.min_stations)
     if len(reference) < 20:
         raise InputError(f"only {len(reference)} catalog events have picks on >= {args.min_stations} stations; "
@@ -185,7 +221,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     best, report = calibrate(network, reference, travel_times, picks=picks, start=start, settings=settings,
-                             objective=objective, checkpoint_path=out / "checkpoint.json")
+                             objective=objective, checkpoint_path=out / "checkpoint.json", progress=not args.quiet)
     report["labelling"] = reference.summary
     report["inputs"] = {"stations": str(args.stations), "picks": str(args.picks), "catalog": str(args.catalog),
                         "velocity_model": model.name}
@@ -240,8 +276,8 @@ def _train(args: argparse.Namespace) -> int:
     velocity = load_velocity_model(args.velocity_model)
     model_config = model_config_for(model_settings, params)
     max_dist, max_depth = travel_time_extent(network, params)
-    travel_times = TravelTimes.build(velocity, max_dist, max(max_depth, model_config.depth_max_km + 1.0),
-                                     spacing_km=args.tt_spacing, cache_dir=args.cache)
+    travel_times = TravelTimes.build(velocity, max_dist, max(max_depth, model_config.depth_max_km + 5.0),
+                                     spacing_km=args.tt_spacing, cache_dir=args.cache, progress=not args.quiet)
     print(f"training the {args.config} model on {len(network)} stations ({device}), {config.steps} steps; "
           f"checkpoints in {args.out}/checkpoint.pt")
     model, report = train(network, travel_times, params, model_settings, config, args.out, device=device,
@@ -257,12 +293,128 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _associate(args: argparse.Namespace) -> int:
+    import time
+
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from catalogs.compare import summary_table
+    from catalogs.fileio import read_json_object, write_csv_atomic, write_text_atomic
+    from catalogs.magnitude import MagnitudeScale, fit_station_terms
+    from catalogs.matching import match_catalogs
+    from catalogs.picks import read_picks
+    from catalogs.schema import InputError, format_times
+    from catalogs.stations import read_stations
+    from genie import __version__
+    from genie.associate import Associator, write_outputs
+
+    started = time.perf_counter()
+    out = Path(args.out)
+    inputs = {Path(p).resolve() for p in (args.picks, args.stations, args.config) if p}
+    clash = [n for n in ("events.csv", "assignments.csv", "catalog.xml", "run.json") if (out / n).resolve() in inputs]
+    if clash:
+        raise InputError(f"--out {out} would overwrite input file(s) {clash}; choose another directory")
+    overrides = read_json_object(args.config, "JSON object of associator settings") if args.config else {}
+    if args.chunk_hours is not None:
+        if args.chunk_hours <= 0:
+            raise InputError(f"--chunk-hours must be positive (got {args.chunk_hours})")
+        overrides["chunk_s"] = args.chunk_hours * 3600.0
+    if args.magnitude_scale:
+        overrides["magnitude_scale"] = args.magnitude_scale
+    overrides["progress"] = not args.quiet
+    associator = Associator.from_pretrained(args.model, device=args.device, **overrides)
+    t_read = time.perf_counter()
+    stations = read_stations(args.stations)
+    picks = read_picks(args.picks)
+    read_s = time.perf_counter() - t_read
+    start = pd.Timestamp(args.start) if args.start else None
+    end = pd.Timestamp(args.end) if args.end else None
+    model = associator.model
+    print(f"associating {len(picks)} picks on {len(stations)} stations with the model in {args.model} "
+          f"({model.n_stations} stations, {model.device})")
+    events, assignments = associator.associate(picks, stations, start, end, workdir=out)
+    timings = {"read_s": read_s, **associator.timings}
+
+    report = None
+    scale_info = {"source": associator.scale.source}
+    if args.reference:
+        t_ref = time.perf_counter()
+        span_start = start or picks["time"].min()
+        span_end = end or picks["time"].max()
+        ms = model.stations
+        reference, reference_label, reference_info = _reference_catalog(
+            args.reference, lambda: _padded_region(ms["latitude"], ms["longitude"], model.config.roi_padding_km),
+            span_start, span_end, out / "reference")
+        reference = reference[(reference["time"] >= span_start) & (reference["time"] < span_end)].reset_index(drop=True)
+        if not args.magnitude_scale and len(events):
+            # Station terms against the reference's magnitudes, saved for later runs.
+            pairs = match_catalogs(events, reference, max_dt_s=args.max_dt, max_dist_km=args.max_dist)
+            matched = pd.Series(reference["magnitude"].to_numpy()[pairs["reference_index"].to_numpy(dtype=int)],
+                                index=events["event_id"].to_numpy()[pairs["catalog_index"].to_numpy(dtype=int)])
+            raw = associator.pick_magnitudes(events, assignments, picks, MagnitudeScale())
+            terms, summary = fit_station_terms(raw["event_id"], raw["station_id"], raw["phase"], raw["magnitude"],
+                                               matched)
+            if terms:
+                scale = MagnitudeScale(terms=terms, source=f"GaMMA amplitude law with station terms fitted to "
+                                                           f"{reference_label} ({summary['n_events']} events)")
+                scale.to_json(out / "magnitude_scale.json")
+                events = associator.add_magnitudes(events, assignments, picks, scale)
+                scale_info = {"source": scale.source, "file": str(out / "magnitude_scale.json"), **summary}
+        report = write_comparison(events, reference, out / "compare", {"catalog": "genie", "reference": reference_label},
+                                  stations, args.max_dt, args.max_dist, extra={"inputs": {"reference": reference_info}})
+        timings["compare_s"] = time.perf_counter() - t_ref
+
+    t_write = time.perf_counter()
+    write_outputs(out, events, assignments, picks)
+    if len(associator.excluded):
+        excluded = associator.excluded
+        write_csv_atomic(excluded.assign(time=format_times(excluded["time"])), out / "excluded_picks.csv")
+    timings["write_s"] = time.perf_counter() - t_write
+    timings["wall_s"] = time.perf_counter() - started
+    n_picks = len(picks)
+    run = {"genie_version": __version__, "torch_version": torch.__version__, "device": str(model.device),
+           "threads": torch.get_num_threads(),
+           "inputs": {"picks": str(args.picks), "stations": str(args.stations), "model": str(args.model),
+                      "config": args.config, "reference": args.reference, "start": args.start, "end": args.end},
+           "model": {"config": model.config.to_dict(), "station_ids": model.station_ids,
+                     "statics_s": dict(zip(model.station_ids, model.statics.cpu().numpy().round(4).tolist()))},
+           "settings": associator.settings.to_dict(), "magnitude_scale": scale_info,
+           "counts": {**associator.counts, "assigned_picks": len(assignments)},
+           "timings_s": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in timings.items()},
+           "picks_per_second": n_picks / max(associator.timings.get("total_s", 0.0), 1e-9)}
+    if report is not None:
+        run["comparison"] = {k: report[k] for k in ("counts", "recall", "precision", "f1", "by_magnitude")}
+    write_text_atomic(out / "run.json", json.dumps(run, indent=2, default=float) + "\n")
+    n_p = int((assignments["phase"] == "P").sum())
+    print(f"{len(events)} events, {len(assignments)} associated picks ({n_p} P, {len(assignments) - n_p} S) "
+          f"of {n_picks}; {sum(associator.counts['excluded'].values())} excluded "
+          f"({', '.join(f'{k} {v}' for k, v in associator.counts['excluded'].items() if v) or 'none'})")
+    print(f"association {associator.timings.get('total_s', 0.0):.1f} s "
+          f"({run['picks_per_second']:.0f} picks/s on {model.device}), wall {timings['wall_s']:.1f} s")
+    if report is not None:
+        print(summary_table(report))
+        print(f"comparison written to {out / 'compare'}/")
+    print(f"written to {out}/ (events.csv, assignments.csv, catalog.xml, run.json"
+          + (", excluded_picks.csv" if len(associator.excluded) else "") + ")")
+    return 0
+
+
+def _add_common(p: argparse.ArgumentParser, device: bool = False, seed: bool = False) -> None:
+    """The flags every subcommand shares: --quiet; --device and --seed where they apply."""
+    p.add_argument("--quiet", action="store_true", help="no progress bars, warnings and errors only")
+    if device:
+        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="torch device (default auto)")
+    if seed:
+        p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments shared by the commands that compute travel times on a network."""
     p.add_argument("--stations", required=True, help="station file")
     p.add_argument("--velocity-model", default="hadley_kanamori",
                    help="CSV with depth_km, vp, vs (layer tops), or hadley_kanamori, or homogeneous[:vp[:vs]]")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--tt-spacing", type=float, default=1.0, help="travel-time table grid, km (default 1)")
     p.add_argument("--cache", help="travel-time cache directory (default $GENIE_CACHE or ~/.cache/genie)")
     p.add_argument("--out", required=True, help="output directory")
@@ -284,7 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
         "matched/missed/new CSVs and figures (G-R curves, map, recall versus magnitude, differences).",
     )
     p.add_argument("--catalog", required=True, help="catalog to assess (CSV, QuakeML or hypoDD .pha)")
-    p.add_argument("--reference", required=True, help="reference catalog, e.g. ComCat CSV or the SCSN table")
+    p.add_argument("--reference", required=True,
+                   help="reference catalog (ComCat CSV, the SCSN table, QuakeML, ...) or 'usgs' to fetch ComCat for "
+                        "the catalog's region and time range (cached in OUT/reference/)")
     p.add_argument("--out", required=True, help="output directory (created if missing)")
     p.add_argument("--stations", help="station file, drawn on the map and used to check the picks")
     p.add_argument("--picks", help="pick file; counts and picks on unknown stations go into the report")
@@ -294,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dm", type=float, default=0.1, help="magnitude binning for G-R analysis (default 0.1)")
     p.add_argument("--catalog-label", help="name of the catalog in figures (default: file name)")
     p.add_argument("--reference-label", help="name of the reference in figures (default: file name)")
+    _add_common(p)
     p.set_defaults(func=_compare)
 
     p = sub.add_parser(
@@ -309,6 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", default="2020-01-01T00:00:00Z", help="start time, UTC (default 2020-01-01)")
     p.add_argument("--figures", type=int, default=3,
                    help="selection maps of N events spread over the detected magnitudes (default 3)")
+    _add_common(p, seed=True)
     p.set_defaults(func=_synth)
 
     p = sub.add_parser(
@@ -327,6 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-stations", type=int, default=3, help="keep events picked on at least N stations (default 3)")
     p.add_argument("--params", help="starting GeneratorParams JSON (default: built-in defaults)")
     p.add_argument("--config", help="JSON with spatial_bounds / timing_bounds / fixed overrides")
+    _add_common(p, seed=True)
     p.set_defaults(func=_calibrate)
 
     p = sub.add_parser(
@@ -336,14 +493,34 @@ def build_parser() -> argparse.ArgumentParser:
         "model.pt, resumes from DIR/checkpoint.pt, validates on held-out synthetic picks.",
     )
     _add_model_arguments(p)
-    p.set_defaults(seed=None)
     p.add_argument("--generator-params", help="GeneratorParams JSON (from genie calibrate); defaults otherwise")
     p.add_argument("--config", default="small",
                    help="small (2 CPU cores, ~15 min), full (GENIE-sized, GPU) or a JSON file (default small)")
     p.add_argument("--steps", type=int, help="optimiser steps (default: from the configuration)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="torch device (default auto)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_train)
+    _add_common(p, device=True, seed=True)
+    p.set_defaults(func=_train, seed=None)
+
+    p = sub.add_parser(
+        "associate",
+        help="associate continuous picks into a located catalog with magnitudes (the trained model)",
+        description="Detect and locate earthquakes in continuous picks with a trained model, in chunks that a "
+        "restarted run resumes; writes events.csv, assignments.csv, catalog.xml (QuakeML) and run.json, and with "
+        "--reference the comparison of genie compare into OUT/compare/.",
+    )
+    p.add_argument("--picks", required=True, help="picks (PhaseNet, SeisBench, PyOcto, GaMMA formats)")
+    p.add_argument("--stations", required=True, help="station file (checked against the model's stations)")
+    p.add_argument("--model", required=True, help="model directory from genie train (model.json, model.pt)")
+    p.add_argument("--out", required=True, help="output directory (created if missing; chunks kept for resuming)")
+    p.add_argument("--start", help="first origin time, UTC (default: the first pick)")
+    p.add_argument("--end", help="end of the range, UTC (default: the last pick)")
+    p.add_argument("--reference", help="reference catalog file, or 'usgs' (ComCat via FDSN, cached in OUT/reference/)")
+    p.add_argument("--config", help="JSON of associator settings (AssociatorSettings names; \"detect\": {...})")
+    p.add_argument("--magnitude-scale", help="magnitude scale JSON with station terms (from an earlier --reference run)")
+    p.add_argument("--chunk-hours", type=float, help="chunk length, hours (default 24)")
+    p.add_argument("--max-dt", type=float, default=3.0, help="match window in origin time, s (default 3)")
+    p.add_argument("--max-dist", type=float, default=15.0, help="match window in epicentral distance, km (default 15)")
+    _add_common(p, device=True)
+    p.set_defaults(func=_associate)
     return parser
 
 
@@ -352,8 +529,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet = getattr(args, "quiet", False)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else (logging.WARNING if quiet else logging.INFO),
         format="%(levelname)s %(name)s: %(message)s",
     )
     if args.command is None:

@@ -1,39 +1,52 @@
 """Detecting sources and associating picks with a trained model over a stretch of picks.
 
 1. Windows every ``offset_step_s`` (the model's offset spacing, so each window's embedding is
-   computed once and shared by the K centre times that use it); source likelihood on the grid
-   ``[T, X]`` by temporal attention.
+   computed once and shared by the K centre times that use it). Windows are evaluated only
+   where at least ``min_stations`` active stations have a pick inside the span any source could
+   put its P or S there; elsewhere the likelihood is 0. Source likelihood on the grid ``[T, X]``
+   by temporal attention. Embeddings of windows around centres that reach ``threshold`` are
+   kept (:class:`WindowStore`) for the queries of the later steps.
 2. Peaks: grid values above ``threshold`` that are the maximum over ``+-label_sigma_s`` in time
    and over their graph neighbours in space; peaks closer than ``merge_km`` and ``merge_s`` to a
-   stronger one are dropped.
+   stronger one are dropped (:func:`suppress`, on time-sorted neighbourhoods).
 3. Each peak is refined by continuous queries on a small space-time lattice around it (half the
-   label widths), keeping the most likely point; refined sources closer than the merge distances
-   to a more likely one are dropped.
-4. Picks are associated to each source by the association head: per station and phase, the most
-   likely candidate when its probability is at least ``assoc_threshold``. A pick claimed by
-   several sources or phases stays with the most probable.
-5. Each source is relocated from its picks (:mod:`genie.locate`, L1 grid search); for
-   ``relocation_rounds`` more rounds, sources that converged within the merge distances keep
-   only the one with most picks and the picks are associated again at the relocated sources
-   (the halves of a split event find each other). Finally picks whose residual exceeds
-   ``max_residual_s`` are released, and sources left with fewer than
-   ``min_picks`` picks, ``min_stations`` stations or ``min_p_picks`` P picks are dropped.
+   label widths; depth anywhere in the travel-time table), keeping the most likely point.
+4. Picks are scored for each source by the association head (candidates nearest the predicted P
+   and S arrivals, station statics included). For ``relocation_rounds`` rounds, each source
+   takes per station and phase its most likely candidate (probability >= ``assoc_threshold``;
+   a pick claimed twice goes to the most probable), is relocated by grid search
+   (:func:`genie.locate.locate`), converged duplicates keep the one with most picks, and picks
+   are scored again at the relocated sources (embeddings from the windows nearest the new time).
+5. Final round: the ``candidates_per_phase`` most likely candidates per source, station and
+   phase within the residual gate ``max(max_residual_s, residual_fraction * travel time)`` go
+   into the exact competitive assignment (:mod:`genie.assign`: each pick to at most one source,
+   sources kept only with ``min_picks`` picks, ``min_stations`` stations, ``min_p_picks`` P
+   picks and ``min_probability_sum`` summed probability). Kept sources are relocated by robust
+   least squares (:func:`genie.locate.relocate`, with uncertainties and azimuthal gap), picks
+   outside the gate at the final location are released and the thresholds checked again.
 
-Times are s on the pick table's epoch; coordinates km in the model's frame.
+Times are s on the pick table's epoch; coordinates km in the model's frame. ``activity`` (a
+function of times ``[T]`` giving ``[T, S]`` bool) marks the stations active at each time; all
+stations are active when it is None.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from genie.assign import AssignmentRules, counts, meets, resolve
 from genie.features import PickTable
-from genie.locate import locate
+from genie.locate import locate, relocate
 from genie.model import GenieModel
+
+Activity = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -45,39 +58,148 @@ class DetectSettings:
     min_picks: int = field(default=4, metadata={"unit": "1", "doc": "a source needs this many associated picks"})
     min_stations: int = field(default=3, metadata={"unit": "1", "doc": "... on at least this many stations"})
     min_p_picks: int = field(default=0, metadata={"unit": "1", "doc": "... and at least this many P picks"})
+    min_p_and_s_stations: int = field(default=0, metadata={
+        "unit": "1", "doc": "... and at least this many stations with both a P and an S pick"})
+    min_probability_sum: float = field(default=0.0, metadata={
+        "unit": "1", "doc": "... and at least this summed association probability"})
     relocation_rounds: int = field(default=1, metadata={
         "unit": "1", "doc": "extra rounds of association at the relocated sources (merging converged duplicates)"})
     max_residual_s: float | None = field(default=None, metadata={
-        "unit": "s", "doc": "drop associated picks farther than this from the relocated arrival (default: kernel_s)"})
+        "unit": "s", "doc": "residual gate floor: picks farther from the predicted arrival are released (default: kernel_s)"})
+    residual_fraction: float = field(default=0.0, metadata={
+        "unit": "1", "doc": "the residual gate grows to this fraction of the travel time"})
+    candidates_per_phase: int = field(default=2, metadata={
+        "unit": "1", "doc": "candidate picks per source, station and phase offered to the competitive assignment"})
+    source_cost: float = field(default=0.5, metadata={
+        "unit": "1", "doc": "cost of a source in the competitive assignment (summed probability it must exceed)"})
     merge_km: float | None = field(default=None, metadata={"unit": "km", "doc": "peak separation in space (default 2 label widths)"})
     merge_s: float | None = field(default=None, metadata={"unit": "s", "doc": "peak separation in time (default 2 label widths)"})
     batch_windows: int = field(default=64, metadata={"unit": "1", "doc": "windows per forward pass"})
 
+    def rules(self) -> AssignmentRules:
+        return AssignmentRules(min_picks=self.min_picks, min_stations=self.min_stations, min_p_picks=self.min_p_picks,
+                               min_p_and_s_stations=self.min_p_and_s_stations,
+                               min_probability_sum=self.min_probability_sum, source_cost=self.source_cost)
 
-EVENT_COLUMNS = ["origin_s", "x_km", "y_km", "depth_km", "likelihood", "misfit_s", "n_p", "n_s", "n_stations"]
-ASSIGNMENT_COLUMNS = ["pick_index", "event_index", "phase", "probability", "residual_s"]
+
+EVENT_COLUMNS = ["origin_s", "x_km", "y_km", "depth_km", "likelihood", "probability_sum", "misfit_s", "rms_s",
+                 "n_p", "n_s", "n_stations", "n_p_and_s", "horizontal_uncertainty_km", "depth_uncertainty_km", "time_uncertainty_s",
+                 "gap_deg"]
+ASSIGNMENT_COLUMNS = ["pick_index", "event_index", "phase", "probability", "residual_s", "station"]
+
+
+class WindowStore:
+    """Embeddings ``[X, C]`` of the windows at origin times ``first_s + j * offset_step_s``
+    (``j = 0 .. n - 1``), computed on demand in batches and kept for reuse.
+
+    ``get(centre)`` returns the K windows around centre indices (centre ``c`` uses windows
+    ``c .. c + K - 1``, whose middle one has origin ``first_s + (c + (K - 1) / 2) * step``)."""
+
+    def __init__(self, model: GenieModel, picks: PickTable, first_s: float, n: int,
+                 activity: Activity | None = None, batch_windows: int = 64):
+        self.model, self.picks, self.first_s, self.n = model, picks, float(first_s), int(n)
+        self.activity, self.batch = activity, max(int(batch_windows), 1)
+        self.step = model.config.offset_step_s
+        self.slot = np.full(self.n, -1, dtype=np.int64)
+        # Stored embeddings fill the first `used` columns; capacity doubles when full.
+        self.z = torch.zeros((model.n_sources, 64, model.config.latent), device=model.device)
+        self.used = 0
+        self.n_computed = 0
+
+    def origins(self, windows: np.ndarray) -> np.ndarray:
+        return self.first_s + np.asarray(windows) * self.step
+
+    def active(self, times: np.ndarray) -> torch.Tensor | None:
+        if self.activity is None:
+            return None
+        return torch.as_tensor(self.activity(np.asarray(times)), device=self.model.device)
+
+    @torch.no_grad()
+    def embed(self, windows: np.ndarray) -> torch.Tensor:
+        """Embeddings ``[X, W, C]`` of ``windows [W]`` (computed, not stored)."""
+        model, out = self.model, []
+        for lo in range(0, len(windows), self.batch):
+            times = self.origins(windows[lo:lo + self.batch])
+            features = model.features(self.picks, torch.as_tensor(times, device=model.device), self.active(times))
+            out.append(model.embed(features))
+        self.n_computed += len(windows)
+        if not out:
+            return torch.zeros((model.n_sources, 0, model.config.latent), device=model.device)
+        return torch.cat(out, dim=1)
+
+    def keep(self, windows: np.ndarray, z: torch.Tensor) -> None:
+        """Store embeddings ``z [X, W, C]`` of ``windows [W]`` (those not stored yet)."""
+        new = self.slot[windows] < 0
+        if not new.any():
+            return
+        windows, z = windows[new], z[:, torch.as_tensor(np.flatnonzero(new), device=z.device)]
+        end = self.used + len(windows)
+        if end > self.z.shape[1]:
+            grown = torch.zeros((self.z.shape[0], max(2 * self.z.shape[1], end), self.z.shape[2]), device=self.z.device)
+            grown[:, :self.used] = self.z[:, :self.used]
+            self.z = grown
+        self.z[:, self.used:end] = z
+        self.slot[windows] = self.used + np.arange(len(windows))
+        self.used = end
+
+    def get(self, centre: np.ndarray) -> torch.Tensor:
+        """``[X, D, K, C]``: the K windows around each centre index ``centre [D]``."""
+        k = self.model.config.n_offsets
+        windows = np.clip(np.asarray(centre, dtype=np.int64)[:, None] + np.arange(k)[None, :], 0, self.n - 1)
+        missing = np.unique(windows[self.slot[windows] < 0])
+        if len(missing):
+            self.keep(missing, self.embed(missing))
+        index = torch.as_tensor(self.slot[windows].reshape(-1), device=self.z.device)
+        return self.z[:, index].view(self.z.shape[0], len(windows), k, -1)
+
+
+def reachable_windows(model: GenieModel, picks: PickTable, centres_s: np.ndarray, min_stations: int,
+                      activity: Activity | None = None) -> np.ndarray:
+    """``[T]`` bool: at least ``min_stations`` active stations have a pick between the earliest
+    P and the latest S arrival (plus the widest kernel) any source node could give there."""
+    if picks.n_picks == 0 or len(centres_s) == 0:
+        return np.zeros(len(centres_s), dtype=bool)
+    tt = model.pair_tt.cpu().numpy().astype("float64")
+    station = model.pairs[:, 0].cpu().numpy()
+    n_sta = model.n_stations
+    earliest = np.full(n_sta, np.inf)
+    latest = np.full(n_sta, -np.inf)
+    np.minimum.at(earliest, station, tt[:, 0])
+    np.maximum.at(latest, station, tt[:, 1])
+    margin = 3 * max(model.kernel_widths) + model.config.offset_step_s * (model.config.n_offsets - 1) / 2
+    keys = picks.keys.cpu().numpy()
+    base = np.arange(n_sta)[None, :] * picks.span + picks.offset - picks.t0
+    lo = np.searchsorted(keys, base + centres_s[:, None] + earliest[None] - margin)
+    hi = np.searchsorted(keys, base + centres_s[:, None] + latest[None] + margin)
+    has = (hi > lo) & np.isfinite(earliest)[None]
+    if activity is not None:
+        has &= activity(centres_s)
+    return has.sum(1) >= min_stations
 
 
 @torch.no_grad()
-def grid_likelihood(model: GenieModel, picks: PickTable, centres_s: np.ndarray, batch_windows: int = 64,
+def grid_likelihood(model: GenieModel, store: WindowStore, need: np.ndarray, keep_above: float,
                     progress: bool = False) -> np.ndarray:
-    """Source likelihood ``[T, X]`` on the grid at centre times ``centres_s [T]`` spaced by the
-    model's ``offset_step_s``."""
+    """Source likelihood ``[T, X]`` at the centres ``0 .. T - 1`` of ``store`` where ``need [T]``
+    (0 elsewhere); the windows of centres whose maximum reaches ``keep_above`` stay in the store."""
     k = model.config.n_offsets
-    h = (k - 1) // 2
-    step = model.config.offset_step_s
-    n = len(centres_s)
+    n = len(need)
     out = np.zeros((n, model.n_sources), dtype=np.float32)
-    if n == 0:
-        return out
-    origins = torch.as_tensor(centres_s[0] + (np.arange(-h, n + h)) * step, device=model.device)
-    block = max(batch_windows - 2 * h, 1)
-    starts = range(0, n, block)
+    block = max(store.batch - (k - 1), 1)
+    starts = [j0 for j0 in range(0, n, block) if need[j0:j0 + block].any()]
     for j0 in tqdm(starts, desc="windows", unit="block", disable=not progress):
         j1 = min(j0 + block, n)
-        z = model.embed(model.features(picks, origins[j0:j1 + 2 * h]))  # [X, W, C]
-        stacked = z.unfold(1, k, 1).permute(0, 1, 3, 2)  # [X, j1 - j0, K, C]
-        out[j0:j1] = torch.sigmoid(model.grid_logits(stacked)).cpu().numpy()
+        centre = np.flatnonzero(need[j0:j1]) + j0
+        windows = np.unique(centre[:, None] + np.arange(k)[None, :])
+        z = store.embed(windows)  # [X, W, C]
+        position = np.searchsorted(windows, centre[:, None] + np.arange(k)[None, :])
+        stacked = z[:, torch.as_tensor(position.reshape(-1), device=z.device)].view(z.shape[0], len(centre), k, -1)
+        lk = torch.sigmoid(model.grid_logits(stacked)).cpu().numpy()
+        out[centre] = lk
+        strong = lk.max(1) >= keep_above
+        if strong.any():
+            used = np.unique(position[strong])
+            store.keep(windows[used], z[:, torch.as_tensor(used, device=z.device)])
     return out
 
 
@@ -93,15 +215,27 @@ def find_peaks(model: GenieModel, likelihood: np.ndarray, threshold: float, merg
     """Peaks ``(time index, source node)`` of ``likelihood [T, X]``, strongest first."""
     step = model.config.offset_step_s
     radius = max(int(round(model.config.label_sigma_s / step)), 1)
-    lk = torch.as_tensor(likelihood)
-    in_time = torch.nn.functional.max_pool1d(lk.T[None], 2 * radius + 1, stride=1, padding=radius)[0].T
+    rows = np.flatnonzero(likelihood.max(1) >= threshold) if len(likelihood) else np.zeros(0, dtype=np.int64)
+    if len(rows) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    # Only the rows near a strong value matter; pooling runs on them and their neighbours.
+    near = np.unique(np.clip(rows[:, None] + np.arange(-radius, radius + 1)[None, :], 0, len(likelihood) - 1))
+    lk = torch.as_tensor(likelihood[near])
+    gaps = np.r_[True, np.diff(near) > 1, True]
+    # Rows not adjacent in time must not pool together: pad each run with a -inf row.
+    run = np.cumsum(gaps[:-1]) - 1
+    padded_index = np.arange(len(near)) + run
+    padded = torch.full((len(near) + run[-1] + 1, lk.shape[1]), -torch.inf)
+    padded[torch.as_tensor(padded_index)] = lk
+    in_time = torch.nn.functional.max_pool1d(padded.T[None], 2 * radius + 1, stride=1, padding=radius)[0].T
+    in_time = in_time[torch.as_tensor(padded_index)]
     edges = model.source_graph_edges.cpu()
     in_space = lk.clone()
     if edges.shape[1]:
-        neighbours = lk[:, edges[0]]
-        in_space = in_space.index_reduce(1, edges[1], neighbours, "amax", include_self=True)
+        in_space = in_space.index_reduce(1, edges[1], lk[:, edges[0]], "amax", include_self=True)
     peak = (lk >= threshold) & (lk >= in_time) & (lk >= in_space)
-    t_idx, x_idx = (a.numpy() for a in torch.nonzero(peak, as_tuple=True))
+    t_local, x_idx = (a.numpy() for a in torch.nonzero(peak, as_tuple=True))
+    t_idx = near[t_local]
     order = np.argsort(-likelihood[t_idx, x_idx], kind="stable")
     t_idx, x_idx = t_idx[order], x_idx[order]
     keep = suppress(t_idx * step, model.source_xyz.cpu().numpy()[x_idx], merge_s, merge_km)
@@ -110,15 +244,35 @@ def find_peaks(model: GenieModel, likelihood: np.ndarray, threshold: float, merg
 
 def suppress(times_s: np.ndarray, xyz: np.ndarray, merge_s: float, merge_km: float) -> np.ndarray:
     """Keep-mask of sources ordered strongest first: a source within ``merge_s`` and
-    ``merge_km`` (epicentral) of a stronger kept one is dropped."""
-    keep = np.ones(len(times_s), dtype=bool)
-    # Greedy over candidate sources (a handful per event), not over picks or nodes.
-    for i in range(len(times_s)):
-        if keep[i]:
-            close = (np.abs(times_s - times_s[i]) < merge_s) & (np.linalg.norm(xyz[:, :2] - xyz[i, :2], axis=1) < merge_km)
-            close[: i + 1] = False
-            keep &= ~close
-    return keep
+    ``merge_km`` (epicentral) of a stronger kept one is dropped (greedy non-maximum
+    suppression). Neighbour pairs come from time-sorted windows, and the greedy decisions are
+    made for all sources at once, round by round (a source is kept once every stronger
+    neighbour is dropped, dropped once one is kept), so the cost follows the pairs, not n^2."""
+    n = len(times_s)
+    keep = np.ones(n, dtype=bool)
+    if n < 2:
+        return keep
+    order = np.argsort(times_s, kind="stable")
+    t = np.asarray(times_s)[order]
+    stop = np.searchsorted(t, t + merge_s, side="left")
+    counts = stop - np.arange(n) - 1
+    first = np.repeat(np.arange(n), counts)
+    second = first + 1 + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
+    a, b = order[first], order[second]
+    close = (np.abs(times_s[a] - times_s[b]) < merge_s) & (
+        np.linalg.norm(xyz[a, :2] - xyz[b, :2], axis=1) < merge_km)
+    a, b = a[close], b[close]
+    strong, weak = np.minimum(a, b), np.maximum(a, b)  # index order is strength order
+    state = np.zeros(n, dtype=np.int8)  # 0 undecided, 1 kept, -1 dropped
+    while (state == 0).any():
+        beaten = np.zeros(n, dtype=bool)
+        beaten[weak[state[strong] == 1]] = True
+        pending = np.zeros(n, dtype=bool)
+        pending[weak[state[strong] == 0]] = True
+        undecided = state == 0
+        state[undecided & beaten] = -1
+        state[undecided & ~beaten & ~pending] = 1
+    return state == 1
 
 
 def _lattice(model: GenieModel) -> tuple[np.ndarray, np.ndarray]:
@@ -129,131 +283,225 @@ def _lattice(model: GenieModel) -> tuple[np.ndarray, np.ndarray]:
     return grid[:, :3], grid[:, 3]
 
 
-@torch.no_grad()
-def _query_embeddings(model: GenieModel, picks: PickTable, centres_s: np.ndarray, positions: np.ndarray,
-                      dt_s: np.ndarray, batch_windows: int) -> torch.Tensor:
-    """Query embeddings ``[D, L, latent]`` at ``positions [D, L, 3]`` (km) and times ``dt_s [D, L]``
-    (s) relative to the centre times ``centres_s [D]``, from windows around those centres."""
+def _embeddings(model: GenieModel, store: WindowStore, origin_s: np.ndarray, positions: np.ndarray,
+                dt_s: np.ndarray | None = None) -> torch.Tensor:
+    """Query embeddings ``[D, L, latent]`` of sources at ``positions [D, L, 3]`` (km) near the
+    times ``origin_s [D]`` (plus ``dt_s [D, L]``), from the store's windows nearest each time."""
+    k = model.config.n_offsets
+    centre = np.rint((np.asarray(origin_s) - store.first_s) / store.step - (k - 1) / 2).astype(np.int64)
+    centre = np.clip(centre, 0, store.n - k)
+    centre_s = store.first_s + (centre + (k - 1) / 2) * store.step
+    offset = (np.asarray(origin_s) - centre_s)[:, None] + (0.0 if dt_s is None else dt_s)
     out = []
-    per = max(batch_windows // model.config.n_offsets, 1)
-    for d0 in range(0, len(centres_s), per):
-        sl = slice(d0, d0 + per)
-        centre = torch.as_tensor(centres_s[sl], device=model.device)
-        _, z = model(model.features(picks, model.window_times(centre).reshape(-1)), len(centre))
+    per = 256
+    for lo in range(0, len(centre), per):
+        sl = slice(lo, lo + per)
+        z = store.get(centre[sl])
         out.append(model.query_embedding(z, torch.as_tensor(positions[sl], dtype=torch.float32, device=model.device),
-                                         torch.as_tensor(dt_s[sl], dtype=torch.float32, device=model.device)))
+                                         torch.as_tensor(offset[sl], dtype=torch.float32, device=model.device)))
     if not out:
         return torch.zeros((0, positions.shape[1], model.config.latent), device=model.device)
     return torch.cat(out)
 
 
 @torch.no_grad()
-def _associate(model: GenieModel, picks: PickTable, xyz: np.ndarray, origin: np.ndarray, embedding: torch.Tensor,
-               threshold: float) -> pd.DataFrame:
-    """Picks of sources ``[D]`` by the association head: per station and phase the most likely
-    candidate with probability >= ``threshold``; a pick claimed twice goes to the most probable."""
-    index, valid, station_attr, pick_attr, _ = model.candidates(
-        picks, torch.as_tensor(xyz, dtype=torch.float32, device=model.device), torch.as_tensor(origin, device=model.device))
+def _entries(model: GenieModel, picks: PickTable, xyz: np.ndarray, origin: np.ndarray, embedding: torch.Tensor,
+             threshold: float, per_phase: int, activity: Activity | None) -> pd.DataFrame:
+    """Candidate entries ``(source, station, phase, pick_index, probability, tt_s)``: per source,
+    station and phase the ``per_phase`` most likely candidate picks with probability >=
+    ``threshold``; ``tt_s`` is the predicted travel time (statics included)."""
+    active = None if activity is None else torch.as_tensor(activity(origin), device=model.device)
+    pos = torch.as_tensor(xyz, dtype=torch.float32, device=model.device)
+    index, valid, station_attr, pick_attr, _ = model.candidates(picks, pos, torch.as_tensor(origin, device=model.device),
+                                                                active)
     prob = torch.softmax(model.association_logits(embedding, station_attr, pick_attr, valid), dim=-2)  # [D, S, M+1, 2]
     m = model.config.assoc_candidates
-    best_p, best_slot = prob[:, :, :m, :].max(dim=2)  # [D, S, 2]
-    d_idx, s_idx, k_idx = (a.cpu().numpy() for a in torch.nonzero(best_p >= threshold, as_tuple=True))
-    slot = best_slot[d_idx, s_idx, k_idx].cpu().numpy()
-    pick = index[d_idx, s_idx, slot].cpu().numpy() if len(d_idx) else np.zeros(0, dtype=np.int64)
-    table = pd.DataFrame({"pick_index": pick, "event_index": d_idx, "phase": np.array(["P", "S"])[k_idx],
-                          "probability": best_p[d_idx, s_idx, k_idx].cpu().numpy(), "residual_s": np.nan,
-                          "station": s_idx})
-    return table.sort_values("probability", ascending=False, kind="stable").drop_duplicates("pick_index")
+    top = prob[:, :, :m, :].topk(min(per_phase, m), dim=2)  # [D, S, k, 2]
+    hit = (top.values >= threshold) & (top.values > 0)  # probability 0: an empty candidate slot
+    d_idx, s_idx, r_idx, k_idx = (a.cpu().numpy() for a in torch.nonzero(hit, as_tuple=True))
+    if len(d_idx) == 0:
+        return pd.DataFrame({c: np.zeros(0, dtype=t) for c, t in
+                             (("source", np.int64), ("station", np.int64), ("phase", np.int64),
+                              ("pick_index", np.int64), ("probability", "float64"), ("tt_s", "float64"))})
+    slot = top.indices[d_idx, s_idx, r_idx, k_idx].cpu().numpy()
+    tt = model.arrival_times(pos).cpu().numpy()  # [D, S, 2]
+    return pd.DataFrame({"source": d_idx, "station": s_idx, "phase": k_idx,
+                         "pick_index": index[d_idx, s_idx, slot].cpu().numpy(),
+                         "probability": top.values[d_idx, s_idx, r_idx, k_idx].cpu().numpy().astype("float64"),
+                         "tt_s": tt[d_idx, s_idx, k_idx]})
+
+
+def _greedy(entries: pd.DataFrame) -> pd.DataFrame:
+    """Per source, station and phase the most likely entry; a pick claimed twice goes to the
+    most probable (source, phase)."""
+    best = entries.sort_values("probability", ascending=False, kind="stable")
+    best = best.drop_duplicates(["source", "station", "phase"]).drop_duplicates("pick_index")
+    return best.sort_values(["source", "station", "phase"], kind="stable")
+
+
+def _arrivals(entries: pd.DataFrame, picks: PickTable, statics: np.ndarray, n_sources: int, n_stations: int) -> np.ndarray:
+    """``[D, S, 2]`` pick times minus station statics (NaN where no pick) of one entry per slot."""
+    arrivals = np.full((n_sources, n_stations, 2), np.nan)
+    s, k = entries["station"].to_numpy(), entries["phase"].to_numpy()
+    arrivals[entries["source"].to_numpy(), s, k] = picks.time_s[entries["pick_index"].to_numpy()] - statics[s, k]
+    return arrivals
 
 
 @torch.no_grad()
-def locate_and_associate(model: GenieModel, picks: PickTable, centres_s: np.ndarray, nodes: np.ndarray,
-                         settings: DetectSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+def locate_and_associate(model: GenieModel, picks: PickTable, store: WindowStore, centres_s: np.ndarray,
+                         nodes: np.ndarray, settings: DetectSettings, activity: Activity | None = None,
+                         lap: Callable[[str], None] = lambda name: None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Refine peaks at centre times ``centres_s [D]`` and source nodes ``nodes [D]``, then
-    associate picks (see module doc)."""
+    associate and locate (steps 3-5 of the module doc); ``lap(stage)`` is called after each
+    stage (timing)."""
     c = model.config
+    empty = pd.DataFrame({col: pd.Series(dtype="float64") for col in EVENT_COLUMNS}), \
+        pd.DataFrame({col: pd.Series(dtype="float64") for col in ASSIGNMENT_COLUMNS})
     if len(nodes) == 0:
-        return pd.DataFrame(columns=EVENT_COLUMNS), pd.DataFrame(columns=ASSIGNMENT_COLUMNS)
+        return empty
+    depth_range = (0.0, float(model.travel_times.max_depth_km) - 1.0)
     dxyz, dts = _lattice(model)
     lo, hi = (model.source_xyz.min(0).values.cpu().numpy(), model.source_xyz.max(0).values.cpu().numpy())
-    positions = np.clip(model.source_xyz.cpu().numpy()[nodes][:, None, :] + dxyz[None], lo, hi)  # [D, L, 3]
-    lattice = _query_embeddings(model, picks, centres_s, positions, np.broadcast_to(dts, positions.shape[:2]),
-                                settings.batch_windows)
+    positions = model.source_xyz.cpu().numpy()[nodes][:, None, :] + dxyz[None]  # [D, L, 3]
+    positions[..., :2] = np.clip(positions[..., :2], lo[:2], hi[:2])
+    positions[..., 2] = np.clip(positions[..., 2], *depth_range)
+    lattice = _embeddings(model, store, centres_s, positions, np.broadcast_to(dts, positions.shape[:2]))
     like = torch.sigmoid(model.query_head(lattice).squeeze(-1))
     best = like.argmax(1)
     rows = torch.arange(len(best), device=model.device)
     embedding, likelihood = lattice[rows, best], like[rows, best].cpu().numpy()
     best = best.cpu().numpy()
-    xyz, origin = positions[np.arange(len(best)), best], centres_s + dts[best]
+    xyz, origin = positions[np.arange(len(best)), best].astype("float64"), centres_s + dts[best]
     order = np.argsort(-likelihood, kind="stable")
     merge_km, merge_s = _merge_distances(model, settings)
     chosen = np.sort(order[suppress(origin[order], xyz[order], merge_s, merge_km)])
     xyz, origin, likelihood, embedding = xyz[chosen], origin[chosen], likelihood[chosen], embedding[chosen]
+    lap("refine_s")
 
-    depth_range = (float(model.source_xyz[:, 2].min()), float(model.source_xyz[:, 2].max()))
     stations = model.station_xyz.cpu().numpy().astype("float64")
-    misfit = np.full(len(origin), np.nan)
-    for round_ in range(settings.relocation_rounds + 1):
-        if round_:
-            # Re-associate at the relocated sources: their embeddings from windows at the new times.
-            embedding = _query_embeddings(model, picks, origin, xyz[:, None, :], np.zeros((len(origin), 1)),
-                                          settings.batch_windows)[:, 0]
-        table = _associate(model, picks, xyz, origin, embedding, settings.assoc_threshold)
-        arrivals = np.full((len(origin), model.n_stations, 2), np.nan)
-        k_col = (table["phase"] == "S").to_numpy(dtype=int)
-        e_col, s_col = table["event_index"].to_numpy(dtype=int), table["station"].to_numpy(dtype=int)
-        arrivals[e_col, s_col, k_col] = picks.time_s[table["pick_index"].to_numpy(dtype=int)]
-        new_xyz, new_origin, misfit = locate(model.travel_times, stations, arrivals, xyz, depth_range,
-                                             radius_km=2 * c.label_sigma_km)
+    statics = model.statics.cpu().numpy()
+    n_sta = model.n_stations
+    for _ in range(settings.relocation_rounds):
+        table = _greedy(_entries(model, picks, xyz, origin, embedding, settings.assoc_threshold, 1, activity))
+        arrivals = _arrivals(table, picks, statics, len(origin), n_sta)
+        new_xyz, new_origin, _ = locate(model.travel_times, stations, arrivals, xyz, depth_range,
+                                        radius_km=2 * c.label_sigma_km)
         located = np.isfinite(new_origin)
         xyz[located], origin[located] = new_xyz[located], new_origin[located]
-        if round_ < settings.relocation_rounds:
-            # Halves of a split event converge on relocation: keep the one with more picks.
-            n_picks = np.bincount(e_col, minlength=len(origin))
-            order = np.lexsort((-likelihood, -n_picks))
-            chosen = np.sort(order[suppress(origin[order], xyz[order], merge_s, merge_km)])
-            xyz, origin, likelihood = xyz[chosen], origin[chosen], likelihood[chosen]
-    predicted = origin[:, None, None] + model.travel_times(xyz, stations)
-    table["residual_s"] = arrivals[e_col, s_col, k_col] - predicted[e_col, s_col, k_col]
-    max_residual = settings.max_residual_s if settings.max_residual_s is not None else c.kernel_s
-    table = table[np.abs(table["residual_s"]) <= max_residual]
-    n_det = len(origin)
+        # Halves of a split event converge on relocation: keep the one with more picks.
+        n_picks = np.bincount(table["source"].to_numpy(), minlength=len(origin))
+        order = np.lexsort((-likelihood, -n_picks))
+        chosen = np.sort(order[suppress(origin[order], xyz[order], merge_s, merge_km)])
+        xyz, origin, likelihood = xyz[chosen], origin[chosen], likelihood[chosen]
+        embedding = _embeddings(model, store, origin, xyz[:, None, :])[:, 0]
+    lap("relocation_rounds_s")
 
-    e_kept = table["event_index"].to_numpy(dtype=int)
-    is_s = (table["phase"] == "S").to_numpy()
-    event_station = np.unique(e_kept * model.n_stations + table["station"].to_numpy(dtype=int))
-    counts = {"n_p": np.bincount(e_kept[~is_s], minlength=n_det), "n_s": np.bincount(e_kept[is_s], minlength=n_det),
-              "n_stations": np.bincount(event_station // model.n_stations, minlength=n_det)}
-    good = (((counts["n_p"] + counts["n_s"]) >= settings.min_picks) & (counts["n_stations"] >= settings.min_stations)
-            & (counts["n_p"] >= settings.min_p_picks))
-    events = pd.DataFrame({"origin_s": origin, "x_km": xyz[:, 0], "y_km": xyz[:, 1], "depth_km": xyz[:, 2],
-                           "likelihood": likelihood, "misfit_s": misfit, **counts})
-    kept = np.flatnonzero(good)
-    renumber = np.full(n_det, -1)
-    renumber[kept] = np.arange(len(kept))
-    events = events.iloc[kept].reset_index(drop=True)
-    table = table[np.isin(table["event_index"], kept)].copy()
-    table["event_index"] = renumber[table["event_index"].to_numpy()]
+    # Final round: gated candidates, exact competitive assignment, least-squares relocation.
+    floor = settings.max_residual_s if settings.max_residual_s is not None else c.kernel_s
+
+    def gate(tt_s):
+        return np.maximum(floor, settings.residual_fraction * tt_s)
+
+    entries = _entries(model, picks, xyz, origin, embedding, settings.assoc_threshold, settings.candidates_per_phase,
+                       activity)
+    residual = picks.time_s[entries["pick_index"].to_numpy()] - origin[entries["source"].to_numpy()] - entries["tt_s"]
+    entries = entries[np.abs(residual.to_numpy()) <= gate(entries["tt_s"].to_numpy())]
+    rules = settings.rules()
+    lap("association_s")
+    kept = entries[resolve(entries["source"], entries["pick_index"], entries["station"], entries["phase"],
+                           entries["probability"], rules)]
+    lap("assignment_s")
+    sources = np.unique(kept["source"].to_numpy())
+    if len(sources) == 0:
+        return empty
+    renumber = np.full(len(origin), -1)
+    renumber[sources] = np.arange(len(sources))
+    kept = kept.assign(source=renumber[kept["source"].to_numpy()])
+    xyz, origin, likelihood = xyz[sources], origin[sources], likelihood[sources]
+    arrivals = _arrivals(kept, picks, statics, len(sources), n_sta)
+    loc = relocate(model.travel_times, stations, arrivals, xyz, origin, depth_range)
+    e, s, k = (kept[col].to_numpy() for col in ("source", "station", "phase"))
+    tt = model.travel_times(loc.xyz, stations)[e, s, k] + statics[s, k]
+    kept = kept.assign(residual_s=loc.residual_s[e, s, k])
+    kept = kept[np.abs(kept["residual_s"].to_numpy()) <= gate(tt)]
+    lap("location_s")
+
+    # Released picks may leave a source below the thresholds: it is dropped.
+    e, s, k = (kept[col].to_numpy() for col in ("source", "station", "phase"))
+    tally = counts(e, s, k, len(sources))
+    prob_sum = np.bincount(e, weights=kept["probability"].to_numpy(), minlength=len(sources))
+    good = meets(tally, prob_sum, rules)
+    misfit = np.bincount(e, weights=np.abs(kept["residual_s"].to_numpy()), minlength=len(sources)) / np.maximum(
+        np.bincount(e, minlength=len(sources)), 1)
+    rms = np.sqrt(np.bincount(e, weights=kept["residual_s"].to_numpy() ** 2, minlength=len(sources))
+                  / np.maximum(np.bincount(e, minlength=len(sources)), 1))
+    events = pd.DataFrame({"origin_s": loc.origin_s, "x_km": loc.xyz[:, 0], "y_km": loc.xyz[:, 1],
+                           "depth_km": loc.xyz[:, 2], "likelihood": likelihood, "probability_sum": prob_sum,
+                           "misfit_s": misfit, "rms_s": rms, "n_p": tally["n_p"], "n_s": tally["n"] - tally["n_p"],
+                           "n_stations": tally["n_stations"], "n_p_and_s": tally["n_p_and_s"],
+                           "horizontal_uncertainty_km": loc.horizontal_km, "depth_uncertainty_km": loc.depth_km,
+                           "time_uncertainty_s": loc.time_s, "gap_deg": loc.gap_deg})
+    good_idx = np.flatnonzero(good)
+    events = events.iloc[good_idx]
     order = np.argsort(events["origin_s"].to_numpy(), kind="stable")
+    final = np.full(len(sources), -1)
+    final[good_idx[order]] = np.arange(len(good_idx))
     events = events.iloc[order].reset_index(drop=True)
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(len(order))
-    table["event_index"] = inverse[table["event_index"].to_numpy()]
-    table = table.sort_values(["event_index", "pick_index"]).reset_index(drop=True)[ASSIGNMENT_COLUMNS]
-    return events, table
+    kept = kept.assign(event_index=final[kept["source"].to_numpy()])
+    kept = kept[kept["event_index"] >= 0]
+    assignments = pd.DataFrame({"pick_index": kept["pick_index"].to_numpy(), "event_index": kept["event_index"].to_numpy(),
+                                "phase": np.array(["P", "S"])[kept["phase"].to_numpy()],
+                                "probability": kept["probability"].to_numpy(),
+                                "residual_s": kept["residual_s"].to_numpy(), "station": kept["station"].to_numpy()})
+    return events, assignments.sort_values(["event_index", "pick_index"]).reset_index(drop=True)
 
 
 def detect(model: GenieModel, picks: PickTable, start_s: float, end_s: float, settings: DetectSettings | None = None,
-           progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+           progress: bool = False, activity: Activity | None = None,
+           timings: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Sources with origin times in ``[start_s, end_s)`` and their picks.
 
+    Windows are evaluated over ``[start_s - margin, end_s + margin)`` (two label widths in time)
+    so that peaks at the edges are found as in a longer run; sources are kept when their final
+    origin falls inside ``[start_s, end_s)``.
+
     Returns ``(events, assignments)``: events with ``origin_s`` (s), ``x_km, y_km, depth_km``,
-    ``likelihood`` (0-1), ``misfit_s`` (mean absolute residual), ``n_p, n_s, n_stations``; assignments with ``pick_index`` (row of the
-    arrays the pick table was built from), ``event_index`` (row of events), ``phase``,
-    ``probability``, ``residual_s`` (pick minus predicted arrival)."""
+    ``likelihood`` (0-1), ``probability_sum`` (summed association probability of its picks),
+    ``misfit_s`` (mean absolute residual), ``rms_s``, ``n_p, n_s, n_stations``, 1-sigma
+    ``horizontal_uncertainty_km`` (semi-major axis), ``depth_uncertainty_km``,
+    ``time_uncertainty_s`` and ``gap_deg``; assignments with ``pick_index`` (row of the arrays
+    the pick table was built from), ``event_index`` (row of events), ``phase``,
+    ``probability``, ``residual_s`` (pick minus predicted arrival, statics included) and
+    ``station``."""
     settings = settings or DetectSettings()
+    timings = {} if timings is None else timings
+    clock = [time.perf_counter()]
+
+    def lap(name):
+        now = time.perf_counter()
+        timings[name] = timings.get(name, 0.0) + now - clock[0]
+        clock[0] = now
+
     merge_km, merge_s = _merge_distances(model, settings)
-    centres = np.arange(start_s, end_s, model.config.offset_step_s)
-    likelihood = grid_likelihood(model, picks, centres, settings.batch_windows, progress)
+    step, k = model.config.offset_step_s, model.config.n_offsets
+    margin = 2 * model.config.label_sigma_s + step
+    # Centres on multiples of the step from the picks' epoch: every chunk of a run shares one grid.
+    centres = step * np.arange(np.ceil((start_s - margin) / step), np.ceil((end_s + margin) / step))
+    store = WindowStore(model, picks, (centres[0] if len(centres) else start_s) - (k - 1) / 2 * step,
+                        len(centres) + k - 1, activity, settings.batch_windows)
+    need = reachable_windows(model, picks, centres, settings.min_stations, activity)
+    timings["windows"] = timings.get("windows", 0) + int(need.sum())
+    timings["windows_skipped"] = timings.get("windows_skipped", 0) + int((~need).sum())
+    lap("screen_s")
+    likelihood = grid_likelihood(model, store, need, settings.threshold, progress)
+    lap("grid_s")
     t_idx, nodes = find_peaks(model, likelihood, settings.threshold, merge_km, merge_s)
-    return locate_and_associate(model, picks, centres[t_idx], nodes, settings)
+    timings["peaks"] = timings.get("peaks", 0) + len(t_idx)
+    lap("peaks_s")
+    events, assignments = locate_and_associate(model, picks, store, centres[t_idx], nodes, settings, activity, lap)
+    inside = np.flatnonzero((events["origin_s"] >= start_s) & (events["origin_s"] < end_s))
+    renumber = np.full(len(events), -1)
+    renumber[inside] = np.arange(len(inside))
+    assignments = assignments.assign(event_index=renumber[assignments["event_index"].to_numpy(dtype=np.int64)])
+    assignments = assignments[assignments["event_index"] >= 0].reset_index(drop=True)
+    return events.iloc[inside].reset_index(drop=True), assignments

@@ -72,26 +72,26 @@ class PickTable:
             best = torch.where(ok, delta, best)
         return best
 
-    def window(self, station: torch.Tensor, start_s: torch.Tensor, end_s: torch.Tensor, max_picks: int):
-        """The first ``max_picks`` picks (any label) at ``station`` with times in
-        ``[start_s, end_s)`` (s, same epoch as the picks); shapes broadcast to ``[...]``.
+    def nearest_k(self, station: torch.Tensor, target_s: torch.Tensor, k: int, max_offset_s: float):
+        """The ``k`` picks (any label) at ``station`` nearest to ``target_s`` (s, same epoch as the
+        picks) and at most ``max_offset_s`` from it; shapes broadcast to ``[...]``.
 
-        Returns ``(pick_index, time_s, phase, valid)``, each ``[..., max_picks]``: the pick's row
-        in the arrays the table was built from, its time, its label (0 P, 1 S), and whether the
-        slot holds a pick."""
-        station, start, end = torch.broadcast_tensors(station.to(self.device), start_s.to(self.device, torch.float64),
-                                                      end_s.to(self.device, torch.float64))
-        shape = station.shape + (max_picks,)
+        Returns ``(pick_index, time_s, phase, valid)``, each ``[..., k]``, nearest first."""
+        station, target = torch.broadcast_tensors(station.to(self.device), target_s.to(self.device, torch.float64))
+        shape = station.shape + (k,)
         if self.n_picks == 0:
             zeros = torch.zeros(shape, dtype=torch.int64, device=self.device)
             return zeros, zeros.to(torch.float64), zeros, torch.zeros(shape, dtype=torch.bool, device=self.device)
-        base = station.to(torch.float64) * self.span + self.offset - self.t0
-        first = torch.searchsorted(self.keys, (base + start).reshape(-1)).reshape(station.shape)
-        last = torch.searchsorted(self.keys, (base + end).reshape(-1)).reshape(station.shape)
-        slot = first.unsqueeze(-1) + torch.arange(max_picks, device=self.device)
-        valid = slot < last.unsqueeze(-1)
-        slot = slot.clamp(max=len(self.keys) - 1)
-        return self.pick_index[slot], self.times[slot] + self.t0, self.phase[slot], valid
+        rel = target - self.t0
+        pos = torch.searchsorted(self.keys, (station.to(torch.float64) * self.span + self.offset + rel).reshape(-1))
+        slot = pos.reshape(station.shape).unsqueeze(-1) + torch.arange(-k, k, device=self.device)  # [..., 2k]
+        inside = (slot >= 0) & (slot < len(self.keys))
+        slot = slot.clamp(0, len(self.keys) - 1)
+        delta = (self.times[slot] - rel.unsqueeze(-1)).abs()
+        ok = inside & (self.groups[slot] == station.unsqueeze(-1)) & (delta <= max_offset_s)
+        best = torch.where(ok, delta, torch.inf).topk(k, dim=-1, largest=False)
+        slot = slot.gather(-1, best.indices)
+        return self.pick_index[slot], self.times[slot] + self.t0, self.phase[slot], torch.isfinite(best.values)
 
 
 def n_features(n_widths: int = 1) -> int:
@@ -106,8 +106,9 @@ def window_features(picks: PickTable, pair_station: torch.Tensor, pair_tt: torch
     times ``pair_tt [P, 2]`` (s), for ``n`` kernel widths ``kernel_s`` (s; a number or a
     sequence: the four kernels of each width in turn, then the mask).
     ``station_active [B, n_stations]`` (bool) masks stations per window; all active when None."""
-    arrival = origin_s.to(torch.float64)[:, None, None] + pair_tt.to(torch.float64)[None]  # [B, P, 2]
-    s = pair_station.to(picks.device)
+    dev = picks.device  # inputs follow the pick table's device
+    arrival = origin_s.to(dev, torch.float64)[:, None, None] + pair_tt.to(dev, torch.float64)[None]  # [B, P, 2]
+    s = pair_station.to(dev)
     labelled = picks.n_stations + 2 * s
     deltas = torch.stack([
         picks.nearest(s[None], arrival[..., 0]),

@@ -42,10 +42,32 @@ def mean_adjacency(edge_index: torch.Tensor, n_target: int, n_source: int | None
         return coo.to_sparse_csr()
 
 
-def as_adjacency(edge_index: torch.Tensor, n_target: int, n_source: int | None = None) -> torch.Tensor:
-    """``edge_index`` as a mean adjacency: sparse tensors pass through, ``[2, E]`` index tensors
-    are converted with :func:`mean_adjacency`."""
-    if edge_index.is_sparse or edge_index.layout == torch.sparse_csr:
+class StructuredMean:
+    """A mean aggregation on the *full* product graph S x X (node ``p = x * S + s``, every pair
+    present) done on the factor graphs instead of a sparse matrix over all pairs: the same
+    numbers, with far less memory traffic (about twice as fast per window on a CPU).
+
+    ``kind``: ``"station"`` (mean over station neighbours within each source; ``matrix`` the
+    dense ``[S, S]`` mean adjacency of S), ``"source"`` (mean over source neighbours within each
+    station; ``matrix`` the sparse ``[X, X]`` mean adjacency of X) or ``"readin"`` (mean over all
+    stations of each source, product -> source nodes; no matrix). Applied to ``y [P, W, F]``."""
+
+    def __init__(self, kind: str, n_stations: int, n_sources: int, matrix: torch.Tensor | None = None):
+        self.kind, self.n_stations, self.n_sources, self.matrix = kind, n_stations, n_sources, matrix
+
+    def __call__(self, y: torch.Tensor) -> torch.Tensor:
+        s, x = self.n_stations, self.n_sources
+        if self.kind == "station":
+            return torch.matmul(self.matrix, y.reshape(x, s, -1)).view(y.shape)
+        if self.kind == "source":
+            return torch.sparse.mm(self.matrix, y.reshape(x, -1)).view(y.shape)
+        return y.view(x, s, *y.shape[1:]).mean(1)
+
+
+def as_adjacency(edge_index, n_target: int, n_source: int | None = None):
+    """``edge_index`` as a mean adjacency: sparse tensors and :class:`StructuredMean` pass
+    through, ``[2, E]`` index tensors are converted with :func:`mean_adjacency`."""
+    if isinstance(edge_index, StructuredMean) or edge_index.is_sparse or edge_index.layout == torch.sparse_csr:
         return edge_index
     return mean_adjacency(edge_index, n_target, n_source, device=edge_index.device)
 
@@ -65,8 +87,11 @@ class _MeanConv(MessagePassing):
     def message_and_aggregate(self, adj_t, x):
         return torch.sparse.mm(adj_t, x)
 
-    def aggregate_mean(self, adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Mean over neighbours of ``x [N, W, F]`` (``adj`` from :func:`mean_adjacency`)."""
+    def aggregate_mean(self, adj, x: torch.Tensor) -> torch.Tensor:
+        """Mean over neighbours of ``x [N, W, F]`` (``adj`` from :func:`mean_adjacency`, or a
+        :class:`StructuredMean`)."""
+        if isinstance(adj, StructuredMean):
+            return adj(x)
         out = self.propagate(adj, x=x.reshape(x.shape[0], -1), size=(adj.shape[1], adj.shape[0]))
         return out.view(adj.shape[0], *x.shape[1:])
 
@@ -127,7 +152,10 @@ class ReadIn(_MeanConv):
         """``edge_index``: ``[2, P]`` (product node -> source node) or a ``[X, P]`` mean
         adjacency; ``edge_attr [P, pair_channels]``."""
         if n_sources is None:
-            n_sources = edge_index.shape[0] if edge_index.layout == torch.sparse_csr else int(edge_index[1].max()) + 1
+            if isinstance(edge_index, StructuredMean):
+                n_sources = edge_index.n_sources
+            else:
+                n_sources = edge_index.shape[0] if edge_index.layout == torch.sparse_csr else int(edge_index[1].max()) + 1
         adj = as_adjacency(edge_index, n_sources, x.shape[0])
         h = self.act(self.lin_node(x) + self.lin_pair(edge_attr)[:, None, :])
         return self.lin_out(self.aggregate_mean(adj, h))

@@ -1,16 +1,21 @@
-"""Locating sources from their associated picks by a vectorised grid search.
+"""Locating sources from their associated picks: vectorised grid search, then robust least squares.
 
-For each source, candidate hypocentres on a local grid around its first location are scored by
-the mean absolute residual of its picks, with the origin time at each candidate set to the
-median of ``pick time - travel time`` (the L1-optimal origin). A coarse grid (``coarse_km``
-spacing within ``radius_km``) is followed by a fine one (``fine_km``) around the best coarse
-point. All sources, candidates and picks are evaluated in arrays: one travel-time call per chunk.
+:func:`locate`: for each source, candidate hypocentres on a local grid around its first location
+are scored by the mean absolute residual of its picks, with the origin time at each candidate
+set to the median of ``pick time - travel time`` (the L1-optimal origin). A coarse grid
+(``coarse_km`` spacing within ``radius_km``, depths across the whole range) is followed by a fine
+one (``fine_km``) around the best coarse point. All sources, candidates and picks are evaluated
+in arrays: one travel-time call per chunk of sources.
+
+:func:`relocate`: robust least squares from there, with uncertainties (see its doc).
 
 Arrivals are given as ``[D, S, 2]`` absolute times (s) with NaN where a source has no P
 (``[..., 0]``) or S (``[..., 1]``) pick at a station (an association keeps at most one of each).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,45 +27,174 @@ def _score(travel_times: TravelTimes, station_xyz: np.ndarray, arrivals: np.ndar
     d, c = candidates.shape[:2]
     tt = travel_times(candidates.reshape(-1, 3), station_xyz).reshape(d, c, *arrivals.shape[1:])
     implied = arrivals[:, None] - tt  # [D, C, S, 2] origin implied by each pick
-    flat = implied.reshape(d, c, -1)
-    origin = np.nanmedian(flat, axis=-1)
-    misfit = np.nanmean(np.abs(flat - origin[..., None]), axis=-1)
+    flat = np.sort(implied.reshape(d, c, -1), axis=-1)  # NaN last
+    n = np.isfinite(flat[:, :1]).sum(-1, keepdims=True)  # [D, 1, 1] picks per source
+    lo = np.take_along_axis(flat, np.maximum((n - 1) // 2, 0), axis=-1)[..., 0]
+    hi = np.take_along_axis(flat, np.maximum(n // 2, 0), axis=-1)[..., 0]
+    origin = 0.5 * (lo + hi)  # the median of the implied origins: L1-optimal
+    misfit = np.nansum(np.abs(flat - origin[..., None]), axis=-1) / np.maximum(n[..., 0], 1)
     return origin, misfit
 
 
-def _grid(radius_km: float, spacing_km: float, depth_step_km: float, depth_radius_km: float) -> np.ndarray:
+def _grid(radius_km: float, spacing_km: float, depths_km: np.ndarray) -> np.ndarray:
+    """Candidate offsets ``[C, 3]``: a horizontal square of ``radius_km`` at ``spacing_km`` times
+    the depth values ``depths_km``."""
     h = np.arange(-radius_km, radius_km + 1e-9, spacing_km)
-    z = np.arange(-depth_radius_km, depth_radius_km + 1e-9, depth_step_km)
-    return np.stack(np.meshgrid(h, h, z, indexing="ij"), axis=-1).reshape(-1, 3)
+    return np.stack(np.meshgrid(h, h, np.asarray(depths_km, dtype="float64"), indexing="ij"), axis=-1).reshape(-1, 3)
 
 
 def locate(travel_times: TravelTimes, station_xyz: np.ndarray, arrivals: np.ndarray, initial_xyz: np.ndarray,
            depth_range_km: tuple[float, float], radius_km: float = 20.0, coarse_km: float = 2.5,
-           fine_km: float = 0.5, chunk: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+           fine_km: float = 1.0, depth_levels: int = 8, chunk: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hypocentres ``[D, 3]`` (km), origin times ``[D]`` (s) and misfits ``[D]`` (mean absolute
-    residual, s) of sources with ``arrivals [D, S, 2]`` near ``initial_xyz [D, 3]``, with depths
-    kept in ``depth_range_km``. Sources without picks keep their initial position (NaN origin)."""
+    residual, s) of sources with ``arrivals [D, S, 2]`` near ``initial_xyz [D, 3]``.
+
+    Coarse stage: epicentres within ``radius_km`` of the start at ``coarse_km`` spacing, at
+    ``depth_levels`` depths spanning ``depth_range_km``; fine stage: within ``coarse_km`` of the
+    best coarse point at ``fine_km`` spacing in all three coordinates. Sources without picks keep
+    their initial position (NaN origin)."""
     arrivals = np.asarray(arrivals, dtype="float64")
     initial = np.asarray(initial_xyz, dtype="float64")
     zmin, zmax = depth_range_km
-    span = zmax - zmin
-    stages = [(_grid(radius_km, coarse_km, max(span / 6, coarse_km / 2), span), initial),
-              (_grid(coarse_km, fine_km, fine_km, coarse_km), None)]
+    coarse = _grid(radius_km, coarse_km, np.linspace(zmin, zmax, depth_levels))  # absolute depths
+    fine = _grid(coarse_km, fine_km, np.arange(-coarse_km, coarse_km + 1e-9, fine_km))
     xyz = initial.copy()
     origin = np.full(len(initial), np.nan)
     misfit = np.full(len(initial), np.nan)
     has = np.isfinite(arrivals).reshape(len(arrivals), -1).any(1)
-    for offsets, centre in stages:
-        centre = xyz if centre is None else centre
+    for stage, offsets in (("coarse", coarse), ("fine", fine)):
         for lo in range(0, len(initial), chunk):
             rows = np.arange(lo, min(lo + chunk, len(initial)))
             rows = rows[has[rows]]
             if not len(rows):
                 continue
-            cand = centre[rows, None, :] + offsets[None]
+            cand = xyz[rows, None, :] + offsets[None]
+            if stage == "coarse":
+                cand[..., 2] = offsets[None, :, 2]
             cand[..., 2] = np.clip(cand[..., 2], zmin, zmax)
             o, m = _score(travel_times, station_xyz, arrivals[rows], cand)
             best = np.argmin(m, axis=1)
             pick = np.arange(len(rows))
             xyz[rows], origin[rows], misfit[rows] = cand[pick, best], o[pick, best], m[pick, best]
     return xyz, origin, misfit
+
+
+@dataclass
+class Location:
+    """Relocated sources (see :func:`relocate`); arrays over ``D`` sources and ``S`` stations.
+
+    ``xyz [D, 3]`` km, ``origin_s [D]`` s, ``residual_s [D, S, 2]`` (pick minus predicted, NaN
+    where no pick), ``rms_s [D]`` (root mean square residual), ``covariance [D, 4, 4]`` (x, y,
+    depth in km, origin in s), ``horizontal_km`` (1-sigma semi-major axis of the epicentral
+    ellipse), ``depth_km`` and ``time_s`` (1-sigma), ``gap_deg`` (largest azimuthal gap between
+    the stations with picks), ``converged [D]``."""
+
+    xyz: np.ndarray
+    origin_s: np.ndarray
+    residual_s: np.ndarray
+    rms_s: np.ndarray
+    covariance: np.ndarray
+    horizontal_km: np.ndarray
+    depth_km: np.ndarray
+    time_s: np.ndarray
+    gap_deg: np.ndarray
+    converged: np.ndarray
+
+
+def azimuthal_gap(xyz: np.ndarray, station_xyz: np.ndarray, used: np.ndarray) -> np.ndarray:
+    """Largest gap (deg) between the azimuths from epicentres ``xyz [D, 3]`` to the stations
+    ``used [D, S]``; 360 with fewer than two stations."""
+    az = np.degrees(np.arctan2(station_xyz[None, :, 0] - xyz[:, None, 0], station_xyz[None, :, 1] - xyz[:, None, 1]))
+    az = np.sort(np.where(used, np.mod(az, 360.0), np.inf), axis=1)
+    n = used.sum(1)
+    first = az[:, 0]
+    last = np.take_along_axis(az, np.maximum(n - 1, 0)[:, None], axis=1)[:, 0]
+    az = np.where(np.isfinite(az), az, last[:, None])  # unused stations add no gap
+    gap = np.maximum(np.diff(az, axis=1).max(1, initial=0.0), 360.0 - (last - first))
+    return np.where(n >= 2, gap, 360.0)
+
+
+def relocate(travel_times: TravelTimes, station_xyz: np.ndarray, arrivals: np.ndarray, initial_xyz: np.ndarray,
+             initial_origin_s: np.ndarray, depth_range_km: tuple[float, float], loss_scale_s: float = 0.3,
+             min_sigma_s: float = 0.05, iterations: int = 25, step_km: float = 0.2) -> Location:
+    """Robust least-squares hypocentres of sources with ``arrivals [D, S, 2]`` (s, NaN where no
+    pick; already corrected for station statics) from ``initial_xyz [D, 3]`` and
+    ``initial_origin_s [D]``.
+
+    Minimises ``sum_i rho((r_i / f)^2)`` over (x, y, depth, origin) with the soft-L1 loss of
+    :func:`scipy.optimize.least_squares` (``rho(z) = 2 (sqrt(1 + z) - 1)``, ``f = loss_scale_s``)
+    by Levenberg-Marquardt with iteratively reweighted normal equations, for all sources at once
+    (a 4 x 4 system each); travel-time derivatives by central differences (``step_km``). Depth
+    stays in ``depth_range_km``. The covariance is ``sigma^2 (J^T W J)^-1`` with
+    ``sigma^2 = sum w r^2 / (n - 4)`` (at least ``min_sigma_s``). Sources with fewer than 4
+    picks keep their initial values (NaN uncertainties)."""
+    arrivals = np.asarray(arrivals, dtype="float64")
+    d, s, _ = arrivals.shape
+    mask = np.isfinite(arrivals)
+    obs = np.where(mask, arrivals, 0.0)
+    n_obs = mask.reshape(d, -1).sum(1)
+    solvable = n_obs >= 4
+    theta = np.column_stack([np.asarray(initial_xyz, dtype="float64"), np.asarray(initial_origin_s, dtype="float64")])
+    zmin, zmax = depth_range_km
+    theta[:, 2] = np.clip(theta[:, 2], zmin, zmax)
+    f2 = loss_scale_s**2
+
+    def residuals(t):
+        return np.where(mask, obs - t[:, 3, None, None] - travel_times(t[:, :3], station_xyz).reshape(d, s, 2), 0.0)
+
+    def cost(r):
+        return (2.0 * (np.sqrt(1.0 + r**2 / f2) - 1.0) * mask).reshape(d, -1).sum(1)
+
+    def jacobian(t):
+        jac = np.zeros((d, s, 2, 4))
+        for k in range(3):
+            up, down = t.copy(), t.copy()
+            up[:, k] += step_km
+            down[:, k] -= step_km
+            diff = (travel_times(up[:, :3], station_xyz) - travel_times(down[:, :3], station_xyz)) / (2 * step_km)
+            jac[..., k] = -diff.reshape(d, s, 2)
+        jac[..., 3] = -1.0
+        return jac * mask[..., None]
+
+    r = residuals(theta)
+    current = cost(r)
+    damping = np.full(d, 1e-3)
+    converged = ~solvable
+    for _ in range(iterations):
+        active = ~converged
+        if not active.any():
+            break
+        jac = jacobian(theta).reshape(d, -1, 4)
+        w = (1.0 / np.sqrt(1.0 + r**2 / f2)).reshape(d, -1)
+        jtw = jac.transpose(0, 2, 1) * w[:, None, :]
+        normal = jtw @ jac
+        gradient = (jtw @ r.reshape(d, -1, 1))[..., 0]
+        lhs = normal + damping[:, None, None] * (np.eye(4) * np.maximum(np.diagonal(normal, axis1=1, axis2=2), 1e-6)[:, None, :])
+        step = -np.linalg.solve(lhs + 1e-9 * np.eye(4), gradient[..., None])[..., 0]
+        trial = theta + np.where(active[:, None], step, 0.0)
+        trial[:, 2] = np.clip(trial[:, 2], zmin, zmax)
+        r_trial = residuals(trial)
+        c_trial = cost(r_trial)
+        better = active & (c_trial <= current)
+        theta[better], r[better] = trial[better], r_trial[better]
+        small = better & (np.abs(step[:, :3]).max(1) < 1e-3) & (np.abs(step[:, 3]) < 1e-4)
+        current = np.where(better, c_trial, current)
+        damping = np.where(better, damping / 3.0, damping * 4.0)
+        converged |= small | (damping > 1e6)
+
+    jac = jacobian(theta).reshape(d, -1, 4)
+    w = (1.0 / np.sqrt(1.0 + r**2 / f2)).reshape(d, -1)
+    normal = (jac.transpose(0, 2, 1) * w[:, None, :]) @ jac
+    dof = np.maximum(n_obs - 4, 1)
+    sigma2 = np.maximum((w * r.reshape(d, -1) ** 2).sum(1) / dof, min_sigma_s**2)
+    covariance = np.full((d, 4, 4), np.nan)
+    ok = solvable & (np.linalg.matrix_rank(normal[solvable]) == 4 if solvable.any() else solvable)
+    if ok.any():
+        covariance[ok] = np.linalg.inv(normal[ok]) * sigma2[ok, None, None]
+    horizontal = np.sqrt(np.linalg.eigvalsh(np.nan_to_num(covariance[:, :2, :2]))[:, -1])
+    horizontal[~ok] = np.nan
+    residual = np.where(mask, r, np.nan)
+    rms = np.where(n_obs > 0, np.sqrt((r**2).reshape(d, -1).sum(1) / np.maximum(n_obs, 1)), np.nan)
+    return Location(theta[:, :3], theta[:, 3], residual, rms, covariance, horizontal,
+                    np.sqrt(covariance[:, 2, 2]), np.sqrt(covariance[:, 3, 3]),
+                    azimuthal_gap(theta, station_xyz, mask.any(2)), converged)

@@ -30,19 +30,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from catalogs.fileio import atomic_path, read_json_object, write_text_atomic
-from catalogs.schema import InputError
+from catalogs.projection import LocalProjection
+from catalogs.schema import STATION_COLUMNS, InputError
 from generator.network import Network
 from generator.traveltimes import TravelTimes
 from generator.velocity import VelocityModel
 from genie.features import PickTable, n_features, window_features
 from genie.graphs import knn_edges, lloyd_nodes, product_graph, within_range
-from genie.layers import (AssociationHead, ProductConv, QueryAttention, ReadIn, SourceConv, TemporalAttention,
-                          mean_adjacency)
+from genie.layers import (AssociationHead, ProductConv, QueryAttention, ReadIn, SourceConv, StructuredMean,
+                          TemporalAttention, mean_adjacency)
 
+MODEL_FORMAT_VERSION = 2
 PAIR_CHANNELS = 4
 STATION_CHANNELS = 5
 PICK_CHANNELS = 6
@@ -151,11 +154,14 @@ class Graphs:
 class GenieModel(nn.Module):
     """GENIE on one station network (see module doc). Build with :meth:`build`, or :meth:`load`."""
 
-    def __init__(self, config: ModelConfig, graphs: Graphs, travel_times: TravelTimes, station_ids):
+    def __init__(self, config: ModelConfig, graphs: Graphs, travel_times: TravelTimes, stations: pd.DataFrame,
+                 statics_s: np.ndarray | None = None, projection: LocalProjection | None = None):
         super().__init__()
         config.validate()
         self.config = config
-        self.station_ids = [str(s) for s in station_ids]
+        self.stations = stations[list(STATION_COLUMNS)].reset_index(drop=True)
+        self.projection = projection or LocalProjection.from_stations(self.stations)
+        self.station_ids = [str(s) for s in self.stations["station_id"]]
         self.velocity_model = travel_times.model
         self.travel_times = travel_times
         self.roi = tuple(float(v) for v in graphs.roi)
@@ -171,9 +177,11 @@ class GenieModel(nn.Module):
         buffer("source_edges", graphs.source_edges, torch.int64)
         buffer("source_graph_edges", graphs.source_graph_edges, torch.int64)
         buffer("tt_table", travel_times.times, torch.float64)
+        statics = np.zeros((len(graphs.station_xyz), 2)) if statics_s is None else np.asarray(statics_s, dtype="float64")
+        buffer("statics", statics, torch.float64)
         sta = graphs.station_xyz[graphs.pairs[:, 0]]
         src = graphs.source_xyz[graphs.pairs[:, 1]]
-        tt = travel_times(graphs.source_xyz, graphs.station_xyz)  # [X, S, 2]
+        tt = travel_times(graphs.source_xyz, graphs.station_xyz) + statics[None]  # [X, S, 2]
         buffer("pair_tt", tt[graphs.pairs[:, 1], graphs.pairs[:, 0]], torch.float32)
         offset = (sta - src) / c.label_sigma_km
         buffer("pair_attr", np.column_stack([offset, np.hypot(offset[:, 0], offset[:, 1])]), torch.float32)
@@ -184,6 +192,7 @@ class GenieModel(nn.Module):
             mean_offset /= np.maximum(np.bincount(nb[1], minlength=len(mean_offset)), 1)[:, None]
         buffer("source_offset", mean_offset / c.label_sigma_km, torch.float32)
         self._adjacency = {}
+        self._network = None
 
         n_in = n_features(len(self.kernel_widths))
         self.product_layers = nn.ModuleList(
@@ -198,16 +207,18 @@ class GenieModel(nn.Module):
 
     # ------------------------------------------------------------------ construction, save/load
     @classmethod
-    def build(cls, config: ModelConfig, network: Network, travel_times: TravelTimes) -> "GenieModel":
+    def build(cls, config: ModelConfig, network: Network, travel_times: TravelTimes,
+              statics_s: np.ndarray | None = None) -> "GenieModel":
         """Graphs sized by ``config`` on ``network``; weights initialised from ``torch``'s global
-        generator (seed it for reproducible weights)."""
+        generator (seed it for reproducible weights). ``statics_s [S, 2]``: station static
+        corrections (s, P and S) added to every predicted arrival (zero when None)."""
         graphs = Graphs.build(config, network.xyz)
         reach = float(np.hypot(np.ptp(graphs.source_xyz[:, 0]), np.ptp(graphs.source_xyz[:, 1])))
         if travel_times.max_distance_km < reach or travel_times.max_depth_km < config.depth_max_km:
             raise InputError(f"travel-time table covers {travel_times.max_distance_km:g} km x "
                              f"{travel_times.max_depth_km:g} km; the model needs {reach:.0f} km x "
                              f"{config.depth_max_km:g} km")
-        return cls(config, graphs, travel_times, network.ids)
+        return cls(config, graphs, travel_times, network.stations, statics_s, network.projection)
 
     @property
     def kernel_widths(self) -> tuple[float, ...]:
@@ -233,10 +244,19 @@ class GenieModel(nn.Module):
         k = self.config.n_offsets
         return (torch.arange(k, device=self.device, dtype=torch.float64) - (k - 1) / 2) * self.config.offset_step_s
 
+    @property
+    def network(self) -> Network:
+        """The stations the model was built on, in its own local frame."""
+        if self._network is None:
+            self._network = Network.from_stations(self.stations, self.projection)
+        return self._network
+
     def metadata(self) -> dict:
         vm = self.velocity_model
-        return {"format": "genie-model", "version": 1, "config": self.config.to_dict(),
-                "station_ids": self.station_ids, "roi_km": list(self.roi),
+        stations = self.stations.assign(station_id=self.stations["station_id"].astype(str))
+        return {"format": "genie-model", "version": MODEL_FORMAT_VERSION, "config": self.config.to_dict(),
+                "station_ids": self.station_ids, "stations": stations.to_dict("list"),
+                "projection": [self.projection.latitude0, self.projection.longitude0], "roi_km": list(self.roi),
                 "velocity_model": {"name": vm.name, "depth_km": list(vm.depth_km), "vp": list(vm.vp),
                                    "vs": list(vm.vs)},
                 "travel_time_spacing_km": self.travel_times.spacing_km}
@@ -252,6 +272,9 @@ class GenieModel(nn.Module):
     @classmethod
     def from_state(cls, meta: dict, state: dict, source: str = "model") -> "GenieModel":
         """The model described by ``meta`` (see :meth:`metadata`) with weights ``state``."""
+        if meta.get("version") != MODEL_FORMAT_VERSION or "stations" not in meta:
+            raise InputError(f"{source}: written by an older genie (model format {meta.get('version')}, this is "
+                             f"{MODEL_FORMAT_VERSION}); retrain it with genie train")
         config = ModelConfig.from_dict(meta["config"], source)
         vm = meta["velocity_model"]
         model = VelocityModel(tuple(vm["depth_km"]), tuple(vm["vp"]), tuple(vm["vs"]), vm["name"])
@@ -259,7 +282,8 @@ class GenieModel(nn.Module):
         graphs = Graphs(state["station_xyz"].numpy().astype("float64"), state["source_xyz"].numpy().astype("float64"),
                         state["pairs"].numpy(), state["station_edges"].numpy(), state["source_edges"].numpy(),
                         state["source_graph_edges"].numpy(), np.asarray(meta["roi_km"]))
-        net = cls(config, graphs, tt, meta["station_ids"])
+        net = cls(config, graphs, tt, pd.DataFrame(meta["stations"]), state["statics"].numpy(),
+                  LocalProjection(*meta["projection"]))
         net.load_state_dict(state)
         return net
 
@@ -278,15 +302,35 @@ class GenieModel(nn.Module):
         return cls.from_state(meta, state, str(meta_path)).to(device)
 
     # ------------------------------------------------------------------ forward passes
+    @property
+    def full_product(self) -> bool:
+        """Every (station, source) pair is a product node, numbered ``x * S + s``."""
+        s, x = self.n_stations, self.n_sources
+        if self.pairs.shape[0] != s * x:
+            return False
+        expected = torch.arange(s * x, device=self.pairs.device)
+        return bool(((self.pairs[:, 1] * s + self.pairs[:, 0]) == expected).all())
+
     def _adjacencies(self):
+        """Mean aggregations ``(station, source, read-in, source graph)``: on the factor graphs
+        (:class:`~genie.layers.StructuredMean`) for a full product graph, else sparse matrices."""
         key = str(self.device)
         if key not in self._adjacency:
-            n_pairs = self.pairs.shape[0]
-            readin = torch.stack([torch.arange(n_pairs, device=self.device), self.pairs[:, 1]])
-            self._adjacency = {key: (mean_adjacency(self.station_edges, n_pairs, device=self.device),
-                                     mean_adjacency(self.source_edges, n_pairs, device=self.device),
-                                     mean_adjacency(readin, self.n_sources, n_pairs, device=self.device),
-                                     mean_adjacency(self.source_graph_edges, self.n_sources, device=self.device))}
+            n_pairs, s, x = self.pairs.shape[0], self.n_stations, self.n_sources
+            graph = mean_adjacency(self.source_graph_edges, x, device=self.device)
+            if self.full_product:
+                # S's edges are those of the product inside source 0.
+                inside = self.pairs[self.station_edges[1], 1] == 0
+                edges = self.pairs[self.station_edges[:, inside], 0]
+                station = mean_adjacency(edges, s, device=self.device).to_dense()
+                adjacency = (StructuredMean("station", s, x, station), StructuredMean("source", s, x, graph),
+                             StructuredMean("readin", s, x), graph)
+            else:
+                readin = torch.stack([torch.arange(n_pairs, device=self.device), self.pairs[:, 1]])
+                adjacency = (mean_adjacency(self.station_edges, n_pairs, device=self.device),
+                             mean_adjacency(self.source_edges, n_pairs, device=self.device),
+                             mean_adjacency(readin, x, n_pairs, device=self.device), graph)
+            self._adjacency = {key: adjacency}
         return self._adjacency[key]
 
     def window_times(self, centre_s: torch.Tensor) -> torch.Tensor:
@@ -337,11 +381,19 @@ class GenieModel(nn.Module):
         """Source likelihood logits ``[B, Q]`` anywhere in space-time (see :meth:`query_embedding`)."""
         return self.query_head(self.query_embedding(z, positions, dt_s)).squeeze(-1)
 
+    def arrival_times(self, positions: torch.Tensor) -> torch.Tensor:
+        """Predicted P and S travel times ``[N, S, 2]`` (s, float64, station statics included)
+        from sources at ``positions [N, 3]`` (km) to every station."""
+        pos = positions.to(self.device, torch.float64).reshape(-1, 3)
+        return self.travel_times.torch(pos, self.station_xyz.to(torch.float64)) + self.statics[None]
+
     def candidates(self, picks: PickTable, positions: torch.Tensor, origin_s: torch.Tensor,
                    active: torch.Tensor | None = None):
         """Candidate picks for sources at ``positions [..., 3]`` (km) and absolute origin times
-        ``origin_s [...]`` (s): at each station the first ``assoc_candidates`` picks between the
-        predicted P arrival minus and the predicted S arrival plus ``assoc_window_s``.
+        ``origin_s [...]`` (s): at each station the ``assoc_candidates / 2`` picks (any label)
+        nearest the predicted P arrival and as many nearest the predicted S arrival, each within
+        ``assoc_window_s`` of it (a pick near both counts once, in the P half). Nearest, not
+        first in time: in a swarm the true S lies behind many other picks.
 
         Returns ``(pick_index, valid, station_attr, pick_attr, residual_s)`` with shapes
         ``[..., S, M]``, ``[..., S, M]``, ``[..., S, 5]``, ``[..., S, M, 6]`` and
@@ -350,11 +402,14 @@ class GenieModel(nn.Module):
         c = self.config
         lead = positions.shape[:-1]
         pos = positions.to(self.device, torch.float32).reshape(-1, 3)
-        tt = self.travel_times.torch(pos.to(torch.float64), self.station_xyz.to(torch.float64))  # [N, S, 2]
-        arrival = origin_s.to(self.device, torch.float64).reshape(-1, 1, 1) + tt
+        arrival = origin_s.to(self.device, torch.float64).reshape(-1, 1, 1) + self.arrival_times(pos)  # [N, S, 2]
         station = torch.arange(self.n_stations, device=self.device)[None, :]
-        index, times, phase, valid = picks.window(station, arrival[..., 0] - c.assoc_window_s,
-                                                  arrival[..., 1] + c.assoc_window_s, c.assoc_candidates)
+        half = max(c.assoc_candidates // 2, 1)
+        near_p = picks.nearest_k(station, arrival[..., 0], half, c.assoc_window_s)
+        near_s = picks.nearest_k(station, arrival[..., 1], c.assoc_candidates - half, c.assoc_window_s)
+        index, times, phase, valid = (torch.cat(pair, dim=-1) for pair in zip(near_p, near_s))
+        seen = (near_s[0].unsqueeze(-1) == near_p[0].unsqueeze(-2)) & near_p[3].unsqueeze(-2)
+        valid = valid & ~torch.cat([torch.zeros_like(near_p[3]), seen.any(-1)], dim=-1)
         if active is not None:
             valid = valid & active.to(self.device).reshape(-1, self.n_stations, 1)
         residual = times[..., None] - arrival[:, :, None, :]  # [N, S, M, 2]

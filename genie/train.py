@@ -36,7 +36,7 @@ from catalogs.schema import InputError
 from generator.network import Network
 from generator.params import GeneratorParams
 from generator.traveltimes import TravelTimes
-from genie.batches import START, Batch, BatchSettings, draw_batch, labelled_events, synthetic_truth
+from genie.batches import NO_EVENT, START, Batch, BatchSettings, draw_batch, labelled_events, synthetic_truth
 from genie.detect import DetectSettings, detect
 from genie.features import PickTable
 from genie.labels import candidate_targets
@@ -81,8 +81,9 @@ CONFIGS = {
                   "assoc_window_s": 3.0, "assoc_candidates": 8},
         "train": {"steps": 4000, "checkpoint_every": 100, "validate_every": 0, "validation_hours": 12.0,
                   "batch": {"windows": 16, "queries": 16, "min_picks": 6, "min_stations": 4},
-                  "detect": {"min_picks": 6, "min_stations": 4, "min_p_picks": 3, "threshold": 0.15,
-                             "max_residual_s": 0.5, "relocation_rounds": 2}},
+                  "detect": {"min_picks": 6, "min_stations": 4, "min_p_picks": 3, "min_p_and_s_stations": 2,
+                             "threshold": 0.15, "max_residual_s": 0.5, "residual_fraction": 0.03,
+                             "relocation_rounds": 2}},
     },
     # GENIE's reference sizes (McBrearty & Beroza 2023), for a GPU.
     "full": {
@@ -152,7 +153,7 @@ def batch_losses(model: GenieModel, batch: Batch) -> dict[str, torch.Tensor]:
     query = model.query_head(emb).squeeze(-1)
     out = {"grid": F.binary_cross_entropy_with_logits(grid, batch.grid_labels),
            "query": F.binary_cross_entropy_with_logits(query, batch.query_labels)}
-    has = batch.assoc_event >= 0
+    has = batch.assoc_event >= NO_EVENT  # event sources and decoys
     if has.any():
         origin = batch.centre_s[has] + batch.query_dt[has, 0].to(torch.float64)
         index, valid, station_attr, pick_attr, _ = model.candidates(batch.picks, batch.query_xyz[has, 0], origin,
@@ -247,7 +248,8 @@ def train(network: Network, travel_times: TravelTimes, params: GeneratorParams, 
     device = torch.device(device)
     checkpoint_path = out / "checkpoint.pt"
     torch.manual_seed(config.seed)
-    model = GenieModel.build(model_config_for(model_settings, params), network, travel_times)
+    model = GenieModel.build(model_config_for(model_settings, params), network, travel_times,
+                             params.statics_for(network.ids))
     step, history = 0, []
     if checkpoint_path.is_file():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)

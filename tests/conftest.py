@@ -79,3 +79,49 @@ def tiny_model(homogeneous_tt):
 
     torch.manual_seed(0)
     return GenieModel.build(ModelConfig(**TINY), grid_network(4, 10.0), homogeneous_tt)
+
+
+# A small model trained for real (about 2 minutes on 2 CPU cores, once per session) on a 4 x 4 grid
+# network with one station static, for the association tests: it must find planted events.
+TRAINED = dict(n_sources=40, k_sources=5, k_stations=3, hidden=12, latent=8, kernel_s=1.0, wide_kernel_s=3.0,
+               label_sigma_km=8.0, label_sigma_s=2.0, n_offsets=3, offset_step_s=1.5, k_query=4, assoc_window_s=2.0,
+               assoc_candidates=4, depth_max_km=15.0)
+TRAINED_DETECT = dict(threshold=0.2, min_picks=6, min_stations=4, min_p_picks=3, max_residual_s=0.5,
+                      relocation_rounds=1)
+
+
+def trained_params():
+    from generator.params import GeneratorParams
+
+    return GeneratorParams(event_rate_per_day=2000.0, depth_max_km=15.0, region_padding_km=10.0, magnitude_min=1.0,
+                           background_rate_per_hour=5.0, station_statics={"XX.S00": [0.3, 0.6]})
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(homogeneous_tt, tmp_path_factory) -> Path:
+    """Directory of the trained small model (model.json, model.pt, train_config.json)."""
+    from genie.batches import BatchSettings
+    from genie.detect import DetectSettings
+    from genie.train import TrainConfig, train
+    from tests.test_generator import grid_network
+
+    out = tmp_path_factory.mktemp("trained_model")
+    config = TrainConfig(steps=1500, checkpoint_every=1500, validation_hours=0.25,
+                         batch=BatchSettings(windows=8, chunk_s=600.0, queries=8, min_picks=6, min_stations=4,
+                                             incoherent_fraction=(0.0, 0.0)),
+                         detect=DetectSettings(**TRAINED_DETECT))
+    train(grid_network(4, 10.0), homogeneous_tt, trained_params(), TRAINED, config, out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def synthetic_day(homogeneous_tt):
+    """Two hours of synthetic picks on the trained model's network: ``(picks, events, stations)``
+    with the truth columns (``event_id`` -1 for false picks)."""
+    from generator.synthesize import generate
+    from tests.test_generator import grid_network
+
+    network = grid_network(4, 10.0)
+    picks, events = generate(network, homogeneous_tt, trained_params().replace(event_rate_per_day=300.0), 7200.0, 5,
+                             start="2020-01-01T00:00:00Z")
+    return picks, events, network.stations

@@ -1,7 +1,7 @@
 import numpy as np
 
-from genie.detect import (ASSIGNMENT_COLUMNS, EVENT_COLUMNS, DetectSettings, find_peaks, locate_and_associate,
-                          suppress)
+from genie.detect import (ASSIGNMENT_COLUMNS, EVENT_COLUMNS, DetectSettings, WindowStore, find_peaks,
+                          locate_and_associate, suppress)
 from genie.features import PickTable
 
 
@@ -9,6 +9,21 @@ def test_suppress_keeps_the_strongest_of_close_sources():
     times = np.array([0.0, 1.0, 10.0, 0.5])
     xyz = np.array([[0.0, 0, 5], [3.0, 0, 5], [0.0, 0, 5], [40.0, 0, 5]])
     assert suppress(times, xyz, merge_s=4.0, merge_km=16.0).tolist() == [True, False, True, True]
+
+
+def test_suppress_equals_the_greedy_loop():
+    """The round-by-round decisions give exactly sequential greedy suppression (chains where a
+    dropped source no longer suppresses the next one included)."""
+    rng = np.random.default_rng(1)
+    times = np.sort(rng.uniform(0, 200, 400))[rng.permutation(400)]
+    xyz = np.column_stack([rng.uniform(0, 60, 400), rng.uniform(0, 60, 400), np.full(400, 5.0)])
+    keep = np.ones(400, dtype=bool)
+    for i in range(400):
+        if keep[i]:
+            close = (np.abs(times - times[i]) < 4.0) & (np.linalg.norm(xyz[:, :2] - xyz[i, :2], axis=1) < 16.0)
+            close[: i + 1] = False
+            keep &= ~close
+    assert np.array_equal(suppress(times, xyz, 4.0, 16.0), keep) and 0 < keep.sum() < 400
 
 
 def test_find_peaks_recovers_planted_bumps(tiny_model):
@@ -36,20 +51,27 @@ def _planted_picks(model, origin_s=20.0, node=0):
     return PickTable(np.tile(np.arange(n), 2), arrivals.T.reshape(-1), np.repeat([0, 1], n), n)
 
 
+def _store(model, picks):
+    return WindowStore(model, picks, 0.0, 60)
+
+
 def test_event_counts_match_the_assignments(tiny_model):
     picks = _planted_picks(tiny_model)
-    settings = DetectSettings(assoc_threshold=0.0, min_picks=0, min_stations=0, max_residual_s=100.0)
-    events, assignments = locate_and_associate(tiny_model, picks, np.array([19.5]), np.array([0]), settings)
+    settings = DetectSettings(assoc_threshold=0.0, min_picks=0, min_stations=0, max_residual_s=100.0, source_cost=0.0)
+    events, assignments = locate_and_associate(tiny_model, picks, _store(tiny_model, picks), np.array([19.5]),
+                                               np.array([0]), settings)
     assert list(events.columns) == EVENT_COLUMNS and list(assignments.columns) == ASSIGNMENT_COLUMNS
     assert len(events) == 1 and len(assignments) > 0
     rows = assignments[assignments["event_index"] == 0]
     assert events.loc[0, "n_p"] == (rows["phase"] == "P").sum() and events.loc[0, "n_s"] == (rows["phase"] == "S").sum()
-    assert events.loc[0, "n_stations"] == len(np.unique(rows["pick_index"].to_numpy() % tiny_model.n_stations))
+    assert events.loc[0, "n_stations"] == rows["station"].nunique()
+    assert (rows["pick_index"].to_numpy() % tiny_model.n_stations == rows["station"].to_numpy()).all()
 
 
 def test_no_event_survives_a_zero_residual_gate(tiny_model):
     settings = DetectSettings(assoc_threshold=0.0, max_residual_s=-1.0)
-    events, assignments = locate_and_associate(tiny_model, _planted_picks(tiny_model), np.array([19.5]),
+    picks = _planted_picks(tiny_model)
+    events, assignments = locate_and_associate(tiny_model, picks, _store(tiny_model, picks), np.array([19.5]),
                                                np.array([0]), settings)
     assert len(events) == 0 and len(assignments) == 0
     assert list(events.columns) == EVENT_COLUMNS and list(assignments.columns) == ASSIGNMENT_COLUMNS

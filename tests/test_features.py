@@ -52,16 +52,17 @@ def test_features_on_cuda():
     assert f.device.type == "cuda" and abs(f[0, 0, 0].item() - np.exp(-0.125)) < 1e-6
 
 
-def test_pick_window_returns_the_picks_in_range():
+def test_nearest_k_picks_to_a_target_time():
+    # station 1 picks at 10, 12, 12.5, 30 s; station 0 one pick at 11 s
     table = PickTable([1, 0, 1, 1, 1], [10.0, 11.0, 12.0, 30.0, 12.5], [0, 0, 1, 0, 0], n_stations=2)
-    index, times, phase, valid = table.window(torch.tensor([1, 0]), torch.tensor([9.0, 9.0], dtype=torch.float64),
-                                              torch.tensor([13.0, 10.0], dtype=torch.float64), 4)
-    assert valid.tolist() == [[True, True, True, False], [False, False, False, False]]
-    assert index[0, :3].tolist() == [0, 2, 4]  # rows of the input arrays, in time order
-    assert times[0, :3].tolist() == [10.0, 12.0, 12.5] and phase[0, :3].tolist() == [0, 1, 0]
-    capped = table.window(torch.tensor([1]), torch.tensor([0.0], dtype=torch.float64),
-                          torch.tensor([100.0], dtype=torch.float64), 2)
-    assert capped[3].tolist() == [[True, True]] and capped[0].tolist() == [[0, 2]]
+    index, times, phase, valid = table.nearest_k(torch.tensor([1, 0]), torch.tensor([12.4, 20.0], dtype=torch.float64),
+                                                 3, max_offset_s=5.0)
+    assert valid.tolist() == [[True, True, True], [False, False, False]]  # station 0's pick is 9 s off
+    assert index[0].tolist() == [4, 2, 0]  # rows of the input arrays, nearest first
+    assert times[0].tolist() == [12.5, 12.0, 10.0] and phase[0].tolist() == [0, 1, 0]
+    # A far target sees only picks within max_offset_s, whatever the order in time.
+    index, _, _, valid = table.nearest_k(torch.tensor([1]), torch.tensor([29.0], dtype=torch.float64), 2, 2.0)
+    assert valid.tolist() == [[True, False]] and index[0, 0].item() == 3
 
 
 def test_two_kernel_widths():

@@ -56,20 +56,43 @@ def test_candidates_for_a_planted_source(tiny_model):
     source = torch.tensor([[0.0, 0.0, 5.0]])
     tt = m.travel_times(source.double().numpy(), m.station_xyz.double().numpy())[0]  # [16, 2]
     origin = 100.0
-    # Station 2: its P (0.2 s late), its S, and a pick far outside the window.
+    # Station 2: its P (0.2 s late), its S, and a pick far outside the window. Slots: the two
+    # picks nearest the predicted P, then the two nearest the predicted S (assoc_candidates 4).
+    assert tt[2, 1] - tt[2, 0] > TINY["assoc_window_s"]
     picks = PickTable([2, 2, 2, 7], [origin + tt[2, 0] + 0.2, origin + tt[2, 1], origin + 60.0, origin + tt[7, 0]],
                       [0, 1, 0, 0], m.n_stations)
     index, valid, _, pick_attr, residual = m.candidates(picks, source, torch.tensor([origin], dtype=torch.float64))
-    assert valid[0, 2].tolist() == [True, True, False, False]
-    assert index[0, 2, :2].tolist() == [0, 1]
+    assert valid[0, 2].tolist() == [True, False, True, False]
+    assert index[0, 2, 0].item() == 0 and index[0, 2, 2].item() == 1
     assert residual[0, 2, 0, 0].item() == pytest.approx(0.2, abs=1e-6)
-    assert residual[0, 2, 1, 1].item() == pytest.approx(0.0, abs=1e-6)
+    assert residual[0, 2, 2, 1].item() == pytest.approx(0.0, abs=1e-6)
     assert pick_attr[0, 2, 0, 2].item() == pytest.approx(np.exp(-0.5 * 0.2**2), rel=1e-5)  # P kernel, width 1 s
     assert valid[0, 7, 0] and index[0, 7, 0] == 3
     inactive = torch.ones(1, 16, dtype=torch.bool)
     inactive[0, 2] = False
     _, valid_off, attr_off, _, _ = m.candidates(picks, source, torch.tensor([origin], dtype=torch.float64), inactive)
     assert not valid_off[0, 2].any() and attr_off[0, 2, 4] == 0
+
+
+def test_candidates_nearest_the_arrivals_in_a_swarm(tiny_model):
+    """Many picks between P and S: the true S is still a candidate, and a pick near both the
+    predicted P and S arrivals is offered once."""
+    m = tiny_model
+    source = torch.tensor([[0.0, 0.0, 5.0]])
+    tt = m.travel_times(source.double().numpy(), m.station_xyz.double().numpy())[0]
+    origin = 100.0
+    s = 2
+    crowd = np.linspace(origin + tt[s, 0] + 0.5, origin + tt[s, 1] - 2.5, 12)
+    times = np.r_[origin + tt[s, 0], crowd, origin + tt[s, 1]]
+    picks = PickTable(np.full(len(times), s), times, np.r_[0, np.zeros(12, int), 1], m.n_stations)
+    index, valid, _, _, _ = m.candidates(picks, source, torch.tensor([origin], dtype=torch.float64))
+    assert 0 in index[0, s][valid[0, s]].tolist() and len(times) - 1 in index[0, s][valid[0, s]].tolist()
+    # Nearest station: P and S arrivals less than the window apart share their picks.
+    near = int(np.argmin(tt[:, 1] - tt[:, 0]))
+    assert tt[near, 1] - tt[near, 0] < TINY["assoc_window_s"]
+    picks = PickTable([near], [origin + tt[near, 0]], [0], m.n_stations)
+    index, valid, _, _, _ = m.candidates(picks, source, torch.tensor([origin], dtype=torch.float64))
+    assert valid[0, near].sum().item() == 1
 
 
 def test_save_load_reproduces_outputs_exactly(tiny_model, tmp_path):

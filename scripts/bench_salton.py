@@ -1,0 +1,271 @@
+"""Salton Sea benchmark: our associator, PyOcto and GaMMA on the same 62,314 real PhaseNet picks,
+each compared with the SCSN catalog (one-to-one, 3 s and 15 km), and the false-detection check.
+
+    python scripts/bench_salton.py --model demo_out/model [--data ../shared/data] [--skip-gamma]
+
+Prints one table (markdown) and writes ``bench_salton.json`` next to it (``--out``):
+
+* events, count ratio to SCSN, recall overall and at M >= 1.0 / 1.5 / 2.0 / 3.0, recall of the
+  SCSN events with at least 6 labelled picks at M >= 1.5 (the pickable events), median epicentral
+  and depth difference of matched events, associated picks, association wall time and picks/s;
+* the false-detection check: the same picks with each station's picks shifted by its own
+  random offset of 20-120 s (rates kept, moveout destroyed); events found there, and as a
+  fraction of the events found on the real picks;
+* the pickable-event ceiling: SCSN events with >= 4 and >= 6 picks labelled to them
+  (:func:`calibration.reference.label_picks` with station statics) per magnitude bin.
+
+Peers use their documented settings for a local network with the same 1-D model and statics
+as ours (PyOcto: VelocityModel1D from our TauP table, station residuals = our statics; GaMMA:
+its own homogeneous model of its Salton Sea example, vp 6.0, vs = vp / 1.75, BGMM with DBSCAN);
+their settings are printed beside the results. Peers are optional (``pip install .[bench]``);
+missing ones are skipped. Timings are ratios within one run on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from calibration.reference import label_picks  # noqa: E402
+from catalogs.events import read_catalog  # noqa: E402
+from catalogs.matching import match_catalogs  # noqa: E402
+from catalogs.picks import read_picks, station_index  # noqa: E402
+from catalogs.schema import seconds_since  # noqa: E402
+from catalogs.stations import read_stations  # noqa: E402
+from scripts.markdown import markdown_table  # noqa: E402
+
+MAGNITUDES = (1.0, 1.5, 2.0, 3.0)
+PYOCTO_SETTINGS = dict(n_picks=6, n_p_picks=3, n_s_picks=2, n_p_and_s_picks=2, pick_match_tolerance=1.5,
+                       min_node_size=10.0, min_node_size_location=1.5, time_before=40.0, min_interevent_time=3.0,
+                       tolerance_s=1.0)
+GAMMA_SETTINGS = dict(method="BGMM", oversample_factor=4, vp=6.0, vs=6.0 / 1.75, use_dbscan=True, dbscan_eps=10.0,
+                      dbscan_min_samples=3, min_picks_per_eq=6, max_sigma11=2.0, max_sigma22=1.0, max_sigma12=1.0,
+                      use_amplitude=True)
+
+
+def shifted(picks: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """Each station's picks moved by its own offset, uniform in 20-120 s (moveout destroyed)."""
+    rng = np.random.default_rng(seed)
+    ids = np.sort(picks["station_id"].unique())
+    offset = dict(zip(ids, rng.uniform(20.0, 120.0, len(ids))))
+    out = picks.copy()
+    out["time"] = out["time"] + pd.to_timedelta(out["station_id"].map(offset), unit="s")
+    return out.sort_values("time", kind="stable").reset_index(drop=True)
+
+
+def score(events: pd.DataFrame, n_assigned: int, seconds: float, scsn: pd.DataFrame, pickable: np.ndarray,
+          n_picks: int) -> dict:
+    """Comparison figures of one catalog against SCSN."""
+    pairs = match_catalogs(events, scsn, max_dt_s=3.0, max_dist_km=15.0) if len(events) else pd.DataFrame(
+        {"catalog_index": [], "reference_index": [], "distance_km": []})
+    found = np.zeros(len(scsn), dtype=bool)
+    found[pairs["reference_index"].to_numpy(dtype=int)] = True
+    mag = scsn["magnitude"].to_numpy()
+    row = {"events": len(events), "count_ratio": len(events) / len(scsn), "recall": found.mean()}
+    for m in MAGNITUDES:
+        row[f"recall_M{m:g}"] = found[mag >= m].mean()
+    big = (mag >= 1.5) & pickable
+    row["recall_pickable_M1.5"] = found[big].mean()
+    row["recall_pickable_M2"] = found[(mag >= 2.0) & pickable].mean()
+    if len(pairs):
+        cat = events.iloc[pairs["catalog_index"].to_numpy(dtype=int)]
+        ref = scsn.iloc[pairs["reference_index"].to_numpy(dtype=int)]
+        row["median_epicentre_km"] = float(np.median(pairs["distance_km"]))
+        row["median_depth_km"] = float(np.median(np.abs(cat["depth_km"].to_numpy() - ref["depth_km"].to_numpy())))
+        if "magnitude" in events and events["magnitude"].notna().any():
+            row["median_abs_dmag"] = float(np.nanmedian(np.abs(cat["magnitude"].to_numpy() - ref["magnitude"].to_numpy())))
+    row.update(assigned_picks=n_assigned, seconds=seconds, picks_per_s=n_picks / max(seconds, 1e-9))
+    return row
+
+
+def run_genie(model_dir: str, picks: pd.DataFrame, stations: pd.DataFrame, device: str):
+    from genie import Associator
+
+    associator = Associator.from_pretrained(model_dir, device=device, progress=False)
+    t = time.perf_counter()
+    events, assignments = associator.associate(picks, stations)
+    return events, len(assignments), time.perf_counter() - t, associator.timings
+
+
+def write_pyocto_table(travel_times, path: Path) -> None:
+    """Our TauP travel-time table in PyOcto's binary 1-D layout (``iid`` header nx, nz, delta,
+    then P and S times ``[distance, depth]``)."""
+    p = np.ascontiguousarray(travel_times.times[0].T, dtype=np.float64)
+    s = np.ascontiguousarray(travel_times.times[1].T, dtype=np.float64)
+    with open(path, "wb") as f:
+        f.write(struct.pack("iid", p.shape[0], p.shape[1], float(travel_times.spacing_km)))
+        f.write(p.tobytes())
+        f.write(s.tobytes())
+
+
+def run_pyocto(picks: pd.DataFrame, network, travel_times, statics: np.ndarray, threads: int):
+    import pyocto
+
+    s = PYOCTO_SETTINGS
+    with tempfile.TemporaryDirectory() as tmp:
+        table = Path(tmp) / "model.bin"
+        write_pyocto_table(travel_times, table)
+        velocity = pyocto.VelocityModel1D(str(table), tolerance=s["tolerance_s"])
+        x, y = network.xyz[:, 0], network.xyz[:, 1]
+        associator = pyocto.OctoAssociator(
+            xlim=(x.min() - 20, x.max() + 20), ylim=(y.min() - 20, y.max() + 20), zlim=(0.0, 20.0),
+            velocity_model=velocity, time_before=s["time_before"], n_picks=s["n_picks"], n_p_picks=s["n_p_picks"],
+            n_s_picks=s["n_s_picks"], n_p_and_s_picks=s["n_p_and_s_picks"],
+            pick_match_tolerance=s["pick_match_tolerance"], min_node_size=s["min_node_size"],
+            min_node_size_location=s["min_node_size_location"], min_interevent_time=s["min_interevent_time"],
+            n_threads=threads)
+        stations = pd.DataFrame({"id": network.ids, "x": x, "y": y, "z": network.xyz[:, 2],
+                                 "p_residual": statics[:, 0], "s_residual": statics[:, 1]})
+        sta = station_index(picks, network.stations)
+        keep = sta >= 0
+        table = pd.DataFrame({"station": network.ids[sta[keep]], "phase": picks["phase"].to_numpy()[keep],
+                              "time": seconds_since(picks["time"][keep], pd.Timestamp(0, tz="UTC"))})
+        t = time.perf_counter()
+        events, assignments = associator.associate(table, stations)
+        seconds = time.perf_counter() - t
+    if len(events) == 0:
+        return pd.DataFrame(columns=["time", "latitude", "longitude", "depth_km", "magnitude"]), 0, seconds
+    lat, lon = network.projection.to_latlon(events["x"].to_numpy(), events["y"].to_numpy())
+    out = pd.DataFrame({"event_id": np.arange(len(events)).astype(str),
+                        "time": pd.to_datetime(events["time"].to_numpy(), unit="s", utc=True),
+                        "latitude": lat, "longitude": lon, "depth_km": events["z"].to_numpy(), "magnitude": np.nan})
+    return out, len(assignments), seconds
+
+
+def run_gamma(picks: pd.DataFrame, network, threads: int):
+    from gamma.utils import association
+
+    s = GAMMA_SETTINGS
+    sta = station_index(picks, network.stations)
+    keep = sta >= 0
+    table = pd.DataFrame({"id": network.ids[sta[keep]],
+                          "timestamp": picks["time"][keep].dt.tz_convert(None).to_numpy(),
+                          "type": picks["phase"].str.lower().to_numpy()[keep],
+                          "prob": picks["score"].to_numpy()[keep],
+                          "amp": picks["amplitude"].fillna(1e-7).to_numpy()[keep]})
+    x, y = network.xyz[:, 0], network.xyz[:, 1]
+    stations = pd.DataFrame({"id": network.ids, "x(km)": x, "y(km)": y, "z(km)": network.xyz[:, 2]})
+    config = {"dims": ["x(km)", "y(km)", "z(km)"], "use_dbscan": s["use_dbscan"], "use_amplitude": s["use_amplitude"],
+              "x(km)": (x.min() - 20, x.max() + 20), "y(km)": (y.min() - 20, y.max() + 20), "z(km)": (0, 20),
+              "method": s["method"], "oversample_factor": s["oversample_factor"],
+              "vel": {"p": s["vp"], "s": s["vs"]}, "dbscan_eps": s["dbscan_eps"],
+              "dbscan_min_samples": s["dbscan_min_samples"], "min_picks_per_eq": s["min_picks_per_eq"],
+              "max_sigma11": s["max_sigma11"], "max_sigma22": s["max_sigma22"], "max_sigma12": s["max_sigma12"],
+              "ncpu": threads}
+    config["bfgs_bounds"] = ((config["x(km)"][0] - 1, config["x(km)"][1] + 1),
+                             (config["y(km)"][0] - 1, config["y(km)"][1] + 1), (0, 21), (None, None))
+    t = time.perf_counter()
+    events, assignments = association(table, stations, config, method=config["method"])
+    seconds = time.perf_counter() - t
+    events = pd.DataFrame(events)
+    if events.empty:
+        return pd.DataFrame(columns=["time", "latitude", "longitude", "depth_km", "magnitude"]), 0, seconds
+    lat, lon = network.projection.to_latlon(events["x(km)"].to_numpy(), events["y(km)"].to_numpy())
+    out = pd.DataFrame({"event_id": np.arange(len(events)).astype(str),
+                        "time": pd.to_datetime(events["time"], utc=True), "latitude": lat, "longitude": lon,
+                        "depth_km": events["z(km)"].to_numpy(), "magnitude": events.get("magnitude", np.nan)})
+    return out, len(assignments), seconds
+
+
+def ceiling(labelled: pd.DataFrame) -> pd.DataFrame:
+    """SCSN events with >= 4 and >= 6 labelled picks per magnitude bin."""
+    n = labelled["n_p"] + labelled["n_s"]
+    bins = pd.cut(labelled["magnitude"], [0, 1.0, 1.5, 2.0, 3.0, 9.0], right=False)
+    return pd.DataFrame({"events": labelled.groupby(bins, observed=False).size(),
+                         ">=4 picks": (n >= 4).groupby(bins, observed=False).mean().round(3),
+                         ">=6 picks": (n >= 6).groupby(bins, observed=False).mean().round(3)})
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="model directory (genie train; make demo: demo_out/model)")
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"), help="shared data directory")
+    parser.add_argument("--out", default="bench_out", help="directory for bench_salton.json")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads for every associator (default 2)")
+    parser.add_argument("--device", default="cpu", help="device of our model (default cpu)")
+    parser.add_argument("--skip-pyocto", action="store_true")
+    parser.add_argument("--skip-gamma", action="store_true", help="GaMMA takes about 20 minutes per run here")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the station shifts")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    from genie.model import GenieModel
+
+    salton = Path(args.data) / "salton_sea_2020"
+    picks = read_picks(salton / "picks_phasenet.csv")
+    stations = read_stations(salton / "stations.csv")
+    scsn = read_catalog(salton / "catalog_scsn.csv")
+    model = GenieModel.load(args.model)
+    network, travel_times = model.network, model.travel_times
+    labelled = label_picks(scsn, picks, network, travel_times, min_stations=0).events
+    pickable = ((labelled["n_p"] + labelled["n_s"]) >= 6).to_numpy()
+    fake = shifted(picks, args.seed)
+    runs = {}
+
+    def record(name, real, fake_result):
+        events, n_assigned, seconds = real[:3]
+        row = score(events, n_assigned, seconds, scsn, pickable, len(picks))
+        row["shifted_events"] = len(fake_result[0])
+        row["shifted_fraction"] = len(fake_result[0]) / max(len(events), 1)
+        row["shifted_seconds"] = fake_result[2]
+        runs[name] = row
+        print(f"{name}: {row['events']} events, recall {row['recall']:.3f}, {seconds:.1f} s; shifted: "
+              f"{row['shifted_events']} events", flush=True)
+
+    real = run_genie(args.model, picks, stations, args.device)
+    record("genie (this model)", real, run_genie(args.model, fake, stations, args.device))
+    runs["genie (this model)"]["stages_s"] = {k: round(v, 2) for k, v in real[3].items() if k.endswith("_s")}
+    if not args.skip_pyocto:
+        try:
+            import pyocto  # noqa: F401
+        except ImportError:
+            print("pyocto not installed (pip install .[bench]); skipped")
+        else:
+            statics = model.statics.cpu().numpy()
+            record("PyOcto 1-D", run_pyocto(picks, network, travel_times, statics, args.threads),
+                   run_pyocto(fake, network, travel_times, statics, args.threads))
+    if not args.skip_gamma:
+        try:
+            import gamma  # noqa: F401
+        except ImportError:
+            print("gmma not installed (pip install .[bench]); skipped")
+        else:
+            record("GaMMA", run_gamma(picks, network, args.threads), run_gamma(fake, network, args.threads))
+
+    table = pd.DataFrame(runs).T
+    columns = ["events", "count_ratio", "recall", "recall_M1", "recall_M1.5", "recall_M2", "recall_M3",
+               "recall_pickable_M1.5", "median_epicentre_km", "median_depth_km", "assigned_picks", "seconds",
+               "picks_per_s", "shifted_events", "shifted_fraction"]
+    print()
+    print(f"SCSN: {len(scsn)} events; {len(picks)} picks; {args.threads} CPU threads")
+    print(markdown_table(table[[c for c in columns if c in table]]))
+    print()
+    print("pickable-event ceiling (SCSN events with >= 4 / >= 6 labelled picks):")
+    print(markdown_table(ceiling(labelled)))
+    print(f"\nPyOcto settings: {PYOCTO_SETTINGS}\nGaMMA settings: {GAMMA_SETTINGS}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_salton.json").write_text(json.dumps(
+        {"runs": runs, "ceiling": ceiling(labelled).reset_index().astype(str).to_dict("records"),
+         "pyocto_settings": PYOCTO_SETTINGS, "gamma_settings": GAMMA_SETTINGS, "threads": args.threads},
+        indent=2, default=float) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

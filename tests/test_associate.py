@@ -1,0 +1,238 @@
+"""The associator on synthetic picks with a known truth: planted events and their picks are
+recovered, chunking does not change the catalog, an interrupted run resumes, bad input is told."""
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+from obspy import read_events
+
+from catalogs.events import read_associations
+from catalogs.matching import match_catalogs
+from catalogs.schema import InputError
+from genie import Associator
+from genie.associate import Associator as AssociatorClass
+from genie.cli import main
+
+CONTRACT = ["station_id", "time", "phase", "score", "amplitude"]
+
+
+def _recovery(events, assignments, picks, truth):
+    """(recall of true events with >= 8 picks, precision, pick accuracy of matched events)."""
+    pickable = truth[(truth["n_p"] + truth["n_s"]) >= 8].reset_index(drop=True)
+    pairs = match_catalogs(events, pickable, max_dt_s=3.0, max_dist_km=15.0)
+    recall = len(pairs) / len(pickable)
+    precision = len(match_catalogs(events, truth, 3.0, 15.0)) / max(len(events), 1)
+    partner = dict(zip(events["event_id"].to_numpy()[pairs["catalog_index"].to_numpy(dtype=int)],
+                       pickable["event_id"].astype(int).to_numpy()[pairs["reference_index"].to_numpy(dtype=int)]))
+    matched = assignments[assignments["event_id"].isin(partner)]
+    true_event = picks["event_id"].to_numpy()[matched["pick_index"].to_numpy()]
+    right = (true_event == matched["event_id"].map(partner).to_numpy()) & (
+        picks["true_phase"].to_numpy()[matched["pick_index"].to_numpy()] == matched["phase"].to_numpy())
+    return recall, precision, right.mean()
+
+
+@pytest.fixture(scope="module")
+def associated(trained_model_dir, synthetic_day):
+    picks, truth, stations = synthetic_day
+    associator = Associator.from_pretrained(trained_model_dir, device="cpu", progress=False)
+    events, assignments = associator.associate(picks[CONTRACT], stations)
+    return associator, events, assignments
+
+
+def test_planted_events_are_recovered_with_their_picks(associated, synthetic_day):
+    picks, truth, _ = synthetic_day
+    associator, events, assignments = associated
+    recall, precision, pick_accuracy = _recovery(events, assignments, picks, truth)
+    assert recall >= 0.85 and precision >= 0.9 and pick_accuracy >= 0.9, (recall, precision, pick_accuracy)
+    # Contract columns, sorted, ids unique; every assignment names a pick of its event's window.
+    assert list(events.columns[:6]) == ["event_id", "time", "latitude", "longitude", "depth_km", "magnitude"]
+    assert events["time"].is_monotonic_increasing and events["event_id"].is_unique
+    assert set(assignments["event_id"]) <= set(events["event_id"])
+    assert not assignments["pick_index"].duplicated().any()  # a pick belongs to one event at most
+    per_event = assignments.groupby("event_id").size()
+    assert (per_event >= 6).all()
+    # Magnitudes from amplitudes: close to the truth (GaMMA's law is the generator's).
+    pairs = match_catalogs(events, truth, 3.0, 15.0)
+    dm = events["magnitude"].to_numpy()[pairs["catalog_index"]] - truth["magnitude"].to_numpy()[pairs["reference_index"]]
+    assert abs(np.median(dm)) < 0.25 and np.quantile(np.abs(dm), 0.9) < 0.6
+    # Locations: median epicentral error of a couple of km; uncertainties reported.
+    assert pairs["distance_km"].median() < 3.0
+    assert events["horizontal_uncertainty_km"].notna().mean() > 0.9 and (events["gap_deg"] <= 360).all()
+    # The static of XX.S00 (0.3 s P, 0.6 s S) is in the model: its residuals are centred.
+    s00 = assignments[picks["station_id"].to_numpy()[assignments["pick_index"]] == "XX.S00"]
+    assert abs(s00["residual_s"].median()) < 0.15
+
+
+def test_chunked_and_unchunked_runs_give_the_same_catalog(trained_model_dir, synthetic_day, associated):
+    picks, _, stations = synthetic_day
+    _, events, assignments = associated
+    chunked = Associator.from_pretrained(trained_model_dir, device="cpu", progress=False, chunk_s=1800.0)
+    e2, a2 = chunked.associate(picks[CONTRACT], stations)
+    assert chunked.counts["chunks"] == 4
+    pd.testing.assert_frame_equal(events, e2)
+    pd.testing.assert_frame_equal(assignments, a2)
+
+
+def test_an_interrupted_run_resumes(trained_model_dir, synthetic_day, associated, tmp_path, monkeypatch):
+    picks, _, stations = synthetic_day
+    _, events, assignments = associated
+    calls = []
+    original = AssociatorClass.detect_chunk
+
+    def failing(self, prep, c0, c1):
+        calls.append(c0)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(self, prep, c0, c1)
+
+    monkeypatch.setattr(AssociatorClass, "detect_chunk", failing)
+    first = Associator.from_pretrained(trained_model_dir, device="cpu", progress=False, chunk_s=1800.0)
+    with pytest.raises(KeyboardInterrupt):
+        first.associate(picks[CONTRACT], stations, workdir=tmp_path)
+    assert len(list((tmp_path / "chunks").glob("chunk_*_events.csv"))) == 2
+    calls.clear()
+    second = Associator.from_pretrained(trained_model_dir, device="cpu", progress=False, chunk_s=1800.0)
+    e2, a2 = second.associate(picks[CONTRACT], stations, workdir=tmp_path)
+    assert len(calls) == 2 and second.timings["resumed_chunks"] == 2
+    pd.testing.assert_frame_equal(events, e2, check_dtype=False)
+    pd.testing.assert_frame_equal(assignments, a2, check_dtype=False)
+
+
+def test_unsorted_duplicated_and_foreign_picks(trained_model_dir, synthetic_day, associated, caplog):
+    """Shuffled rows, duplicated rows and picks on an unknown station give the same events;
+    assignments point at the rows of the table as given."""
+    picks, _, stations = synthetic_day
+    _, events, assignments = associated
+    given = picks[CONTRACT]
+    foreign = given.iloc[:50].assign(station_id="ZZ.NOPE..HH")
+    messy = pd.concat([given, given.iloc[::7], foreign], ignore_index=True)
+    order = np.random.default_rng(0).permutation(len(messy))
+    messy = messy.iloc[order].reset_index(drop=True)
+    associator = Associator.from_pretrained(trained_model_dir, device="cpu", progress=False)
+    with caplog.at_level(logging.INFO):
+        e2, a2 = associator.associate(messy, stations)
+    excluded = associator.counts["excluded"]
+    assert excluded["unknown_station"] == 50 and excluded["duplicate"] >= len(given.iloc[::7])
+    assert "50 pick(s) excluded: unknown station" in caplog.text
+    assert len(associator.excluded) == sum(excluded.values())  # nothing the user gave is lost
+    pd.testing.assert_frame_equal(events.drop(columns="event_id"), e2.drop(columns="event_id"))
+    # The same picks (by content) are assigned.
+    key = ["station_id", "time", "phase"]
+    a = given.iloc[assignments["pick_index"]][key].reset_index(drop=True)
+    b = messy.iloc[a2["pick_index"]][key].reset_index(drop=True)
+    assert a.sort_values(key).reset_index(drop=True).equals(b.sort_values(key).reset_index(drop=True))
+
+
+def test_artefacts_do_not_create_events(trained_model_dir, synthetic_day):
+    """PhaseNet's picks at hourly file edges on every station, and a burst of a thousand picks
+    in a second on one station, are excluded and create no event."""
+    _, _, stations = synthetic_day
+    hour = pd.Timestamp("2020-01-01T01:00:00.01Z")
+    edge = pd.DataFrame({"station_id": np.tile(stations["station_id"], 3),
+                         "time": np.repeat([hour, hour + pd.Timedelta(hours=1), hour + pd.Timedelta(hours=2)], 16),
+                         "phase": "P", "score": 0.6, "amplitude": 1e-5})
+    burst = pd.DataFrame({"station_id": "XX.S05", "time": hour + pd.to_timedelta(np.linspace(600, 600.9, 1000), unit="s"),
+                          "phase": np.where(np.arange(1000) % 2, "P", "S"), "score": 0.5, "amplitude": 1e-5})
+    associator = Associator.from_pretrained(trained_model_dir, device="cpu", progress=False)
+    events, _ = associator.associate(pd.concat([edge, burst], ignore_index=True), stations)
+    assert len(events) == 0
+    assert associator.counts["excluded"]["file_edge"] == 48 and associator.counts["excluded"]["burst"] == 1000
+
+
+def test_time_range_and_one_station(trained_model_dir, synthetic_day, caplog):
+    picks, _, stations = synthetic_day
+    associator = Associator.from_pretrained(trained_model_dir, device="cpu", progress=False)
+    start, end = pd.Timestamp("2020-01-01T00:30Z"), pd.Timestamp("2020-01-01T01:00Z")
+    events, _ = associator.associate(picks[CONTRACT], stations, start=start, end=end)
+    assert len(events) > 0 and (events["time"] >= start).all() and (events["time"] < end).all()
+    assert associator.counts["excluded"]["outside_time_range"] > 0
+    with pytest.raises(InputError, match="empty time range"):
+        associator.associate(picks[CONTRACT], stations, start=end, end=start)
+    one = picks[picks["station_id"] == "XX.S05"][CONTRACT]
+    with caplog.at_level(logging.WARNING):
+        events, assignments = associator.associate(one, stations)
+    assert len(events) == 0 and len(assignments) == 0 and "only 1 station" in caplog.text
+
+
+def test_station_availability_marks_outages(trained_model_dir, synthetic_day):
+    """Half the stations lose their picks in the second hour (an outage): there they count as
+    inactive, elsewhere as active."""
+    picks, truth, stations = synthetic_day
+    second_hour = picks["time"] >= pd.Timestamp("2020-01-01T01:00Z")
+    down = picks["station_id"].isin(stations["station_id"].iloc[::2]) & second_hour
+    associator = Associator.from_pretrained(trained_model_dir, device="cpu", progress=False,
+                                            availability_gap_s=1200.0)
+    prep = associator.prepare(picks[~down][CONTRACT].reset_index(drop=True), stations)
+    activity = associator._activity(prep, 0, len(prep.time_s))(np.array([1800.0, 5400.0]))
+    assert activity[0].all() and activity[1].sum() == 8
+
+
+def test_model_trained_on_other_stations_is_refused(trained_model_dir, synthetic_day):
+    picks, _, stations = synthetic_day
+    associator = Associator.from_pretrained(trained_model_dir, device="cpu", progress=False)
+    moved = stations.assign(latitude=stations["latitude"] + np.where(stations.index == 3, 0.05, 0.0))
+    with pytest.raises(InputError, match="XX.S03"):
+        associator.associate(picks[CONTRACT], moved)
+    other = stations.assign(station_id=[f"YY.T{i}" for i in range(len(stations))])
+    with pytest.raises(InputError, match="another network"):
+        associator.associate(picks[CONTRACT], other)
+
+
+def test_unknown_setting_is_an_error(trained_model_dir):
+    with pytest.raises(InputError, match="chunk_hours"):
+        Associator.from_pretrained(trained_model_dir, chunk_hours=3)
+
+
+def test_cli_associate_end_to_end(trained_model_dir, synthetic_day, tmp_path, capsys):
+    picks, truth, stations = synthetic_day
+    picks_path, stations_path, reference = tmp_path / "picks.csv", tmp_path / "stations.csv", tmp_path / "truth.csv"
+    picks[CONTRACT].assign(time=picks["time"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")).to_csv(picks_path, index=False)
+    stations.to_csv(stations_path, index=False)
+    truth[["event_id", "time", "latitude", "longitude", "depth_km", "magnitude"]].to_csv(reference, index=False)
+    out = tmp_path / "out"
+    args = ["associate", "--picks", str(picks_path), "--stations", str(stations_path), "--model",
+            str(trained_model_dir), "--out", str(out), "--reference", str(reference), "--device", "cpu", "--quiet"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "events" in printed and "recall" in printed
+    run = json.loads((out / "run.json").read_text())
+    assert {"grid_s", "assignment_s", "location_s", "total_s"} <= set(run["timings_s"])
+    assert run["counts"]["events"] > 0 and run["comparison"]["recall"] > 0.5
+    # QuakeML with picks and arrivals reads back, with ObsPy and with our reader.
+    catalog = read_events(str(out / "catalog.xml"))
+    events, assignments, _ = read_associations(out / "catalog.xml")
+    csv_events, csv_assignments, _ = read_associations(out / "events.csv")
+    assert len(catalog) == len(events) == len(csv_events) == run["counts"]["events"]
+    assert len(assignments) == len(csv_assignments) == run["counts"]["assigned_picks"]
+    origin = catalog[0].preferred_origin()
+    assert origin.arrivals and origin.arrivals[0].time_residual is not None and origin.quality.azimuthal_gap
+    assert catalog[0].preferred_magnitude().magnitude_type == "ML"
+    # Station terms fitted against the reference are saved and used by a later run.
+    scale = json.loads((out / "magnitude_scale.json").read_text())
+    assert scale["format"] == "genie-magnitude-scale" and scale["terms"]
+    assert (out / "compare" / "report.json").is_file() and (out / "compare" / "recall_vs_magnitude.png").is_file()
+    # A rerun with the same --out resumes from the finished chunks and writes the same catalog.
+    before = (out / "events.csv").read_text()
+    assert main(args) == 0
+    assert (out / "events.csv").read_text() == before
+
+
+def test_cli_associate_bad_input(trained_model_dir, synthetic_day, tmp_path, capsys):
+    picks, _, stations = synthetic_day
+    stations_path = tmp_path / "stations.csv"
+    stations.to_csv(stations_path, index=False)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("station_id,phase_time,phase_type\nXX.S00,2020-01-01T00:00:01,P\nXX.S01,not-a-time,P\n")
+    base = ["associate", "--stations", str(stations_path), "--model", str(trained_model_dir), "--out",
+            str(tmp_path / "o"), "--quiet"]
+    assert main(base + ["--picks", str(bad)]) == 2
+    assert "bad.csv" in capsys.readouterr().err
+    assert main(base + ["--picks", str(tmp_path / "missing.csv")]) == 2
+    assert main(base + ["--picks", str(bad), "--device", "cuda"]) == 2
+    good = tmp_path / "p.csv"
+    picks[CONTRACT].to_csv(good, index=False)
+    assert main(base + ["--picks", str(good), "--start", "2020-01-01T02:00Z", "--end", "2020-01-01T01:00Z"]) == 2
+    assert "empty time range" in capsys.readouterr().err

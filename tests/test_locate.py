@@ -1,0 +1,59 @@
+"""Robust least-squares relocation: the answer of scipy's least_squares, honest uncertainties,
+azimuthal gaps of known geometries."""
+
+import numpy as np
+import pytest
+from scipy.optimize import least_squares
+
+from genie.locate import azimuthal_gap, relocate
+
+
+@pytest.fixture(scope="module")
+def network():
+    rng = np.random.default_rng(0)
+    return np.column_stack([rng.uniform(-40, 40, 16), rng.uniform(-40, 40, 16), np.zeros(16)])
+
+
+def test_relocation_matches_scipy_soft_l1(layered_tt, network):
+    rng = np.random.default_rng(1)
+    d = 200
+    true = np.column_stack([rng.uniform(-20, 20, d), rng.uniform(-20, 20, d), rng.uniform(3, 15, d)])
+    t0 = rng.uniform(0, 100, d)
+    arrivals = t0[:, None, None] + layered_tt(true, network) + rng.normal(0, 0.1, (d, 16, 2))
+    arrivals[rng.random((d, 16, 2)) < 0.4] = np.nan
+    arrivals[0, 3, 0] += 4.0  # an outlier the soft-L1 loss shrugs off
+    start = true + rng.normal(0, 3, (d, 3))
+    loc = relocate(layered_tt, network, arrivals, start, t0 + rng.normal(0, 0.5, d), (0.0, 19.0))
+    error = np.linalg.norm(loc.xyz[:, :2] - true[:, :2], axis=1)
+    assert np.median(error) < 0.5 and np.median(np.abs(loc.origin_s - t0)) < 0.1
+    # Same minimum as scipy on the first events.
+    for i in range(3):
+        mask = np.isfinite(arrivals[i])
+
+        def residual(theta):
+            return (arrivals[i] - theta[3] - layered_tt(theta[None, :3], network)[0])[mask]
+
+        ref = least_squares(residual, np.r_[start[i], t0[i]], loss="soft_l1", f_scale=0.3,
+                            bounds=([-np.inf, -np.inf, 0, -np.inf], [np.inf, np.inf, 19.0, np.inf])).x
+        assert np.abs(loc.xyz[i] - ref[:3]).max() < 0.1 and abs(loc.origin_s[i] - ref[3]) < 0.02
+    # 1-sigma ellipses: about two thirds of the true epicentres lie within 1.5 semi-major axes.
+    inside = error <= 1.5 * loc.horizontal_km
+    assert 0.5 < inside.mean() <= 1.0
+    assert np.isfinite(loc.depth_km).all() and np.isfinite(loc.time_s).all()
+
+
+def test_too_few_picks_keep_the_start(layered_tt, network):
+    arrivals = np.full((1, 16, 2), np.nan)
+    arrivals[0, :3, 0] = 10.0
+    loc = relocate(layered_tt, network, arrivals, np.array([[1.0, 2.0, 5.0]]), np.array([3.0]), (0.0, 19.0))
+    assert loc.xyz.tolist() == [[1.0, 2.0, 5.0]] and loc.origin_s[0] == 3.0 and np.isnan(loc.horizontal_km[0])
+
+
+def test_azimuthal_gap_of_known_geometries():
+    stations = np.array([[10.0, 0, 0], [0, 10.0, 0], [-10.0, 0, 0], [0, -10.0, 0]])
+    centre = np.zeros((1, 3))
+    assert azimuthal_gap(centre, stations, np.array([[True] * 4]))[0] == pytest.approx(90.0)
+    assert azimuthal_gap(centre, stations, np.array([[True, True, False, False]]))[0] == pytest.approx(270.0)
+    assert azimuthal_gap(centre, stations, np.array([[True, False, False, False]]))[0] == 360.0
+    outside = np.array([[100.0, 0.0, 5.0]])  # far east of the network: all stations to the west
+    assert azimuthal_gap(outside, stations, np.array([[True] * 4]))[0] > 300.0
