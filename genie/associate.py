@@ -56,7 +56,7 @@ from catalogs.picks import match_station_ids
 from catalogs.projection import epicentral_distance_km
 from catalogs.schema import InputError, seconds_since
 from genie.availability import operating_dates, station_activity
-from genie.detect import DetectSettings, detect
+from genie.detect import ASSIGNMENT_COLUMNS, EVENT_COLUMNS, DetectSettings, detect
 from genie.features import PickTable
 from genie.model import GenieModel, resolve_device
 
@@ -344,9 +344,11 @@ class Associator:
     # ------------------------------------------------------------------ output tables
     def _finish(self, parts_e, parts_a, picks: pd.DataFrame, prep: PreparedPicks) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Contract tables from the detections of all chunks."""
-        det = pd.concat(parts_e, ignore_index=True) if parts_e else pd.DataFrame(columns=["origin_s"])
+        # No chunks (too few active stations, empty range): typed empty tables, same columns.
+        det = pd.concat(parts_e, ignore_index=True) if parts_e else pd.DataFrame(
+            {col: pd.Series(dtype="float64") for col in EVENT_COLUMNS})
         asg = pd.concat(parts_a, ignore_index=True) if parts_a else pd.DataFrame(
-            columns=["pick_index", "event_index", "phase", "probability", "residual_s", "station"])
+            {col: pd.Series(dtype="int64" if col.endswith("index") else "float64") for col in ASSIGNMENT_COLUMNS})
         order = np.argsort(det["origin_s"].to_numpy(dtype="float64"), kind="stable")
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
