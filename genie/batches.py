@@ -178,7 +178,7 @@ def draw_batch(model: GenieModel, network: Network, travel_times: TravelTimes, p
 
     dev = model.device
     ev_xyz = torch.tensor(truth.events_xyz, dtype=torch.float32, device=dev)
-    ev_s = torch.as_tensor(truth.events_s, device=dev)
+    ev_s = torch.tensor(truth.events_s, device=dev)  # a copy: the array may be read-only
     lab = torch.as_tensor(labelled, device=dev)
     centre_t = torch.as_tensor(centre, device=dev)
     qxyz = torch.as_tensor(query_xyz, dtype=torch.float32, device=dev)
