@@ -2,8 +2,9 @@
 
 1. Windows every ``offset_step_s`` (the model's offset spacing, so each window's embedding is
    computed once and shared by the K centre times that use it). Windows are evaluated only
-   where at least ``min_stations`` active stations have a pick inside the span any source could
-   put its P or S there; elsewhere the likelihood is 0. Source likelihood on the grid ``[T, X]``
+   around centre times where some source node has enough coincident picks for an event the
+   acceptance rules could accept (:func:`coincident_windows`); elsewhere the likelihood is 0.
+   Source likelihood on the grid ``[T, X]``
    by temporal attention. Embeddings of windows around centres that reach ``threshold`` are
    kept (:class:`WindowStore`) for the queries of the later steps.
 2. Peaks: grid values above ``threshold`` that are the maximum over ``+-label_sigma_s`` in time
@@ -153,28 +154,81 @@ class WindowStore:
         return self.z[:, index].view(self.z.shape[0], len(windows), k, -1)
 
 
-def reachable_windows(model: GenieModel, picks: PickTable, centres_s: np.ndarray, min_stations: int,
-                      activity: Activity | None = None) -> np.ndarray:
-    """``[T]`` bool: at least ``min_stations`` active stations have a pick between the earliest
-    P and the latest S arrival (plus the widest kernel) any source node could give there."""
-    if picks.n_picks == 0 or len(centres_s) == 0:
-        return np.zeros(len(centres_s), dtype=bool)
-    tt = model.pair_tt.cpu().numpy().astype("float64")
+def residual_gate(settings: DetectSettings, kernel_s: float, tt_s):
+    """The residual gate (s) at travel times ``tt_s`` (s): ``max(floor, residual_fraction * tt)``
+    with the floor ``max_residual_s`` (the model's kernel width when None)."""
+    floor = settings.max_residual_s if settings.max_residual_s is not None else kernel_s
+    return np.maximum(floor, settings.residual_fraction * np.asarray(tt_s))
+
+
+@torch.no_grad()
+def coincident_windows(model: GenieModel, picks: PickTable, first_s: float, n: int, settings: DetectSettings,
+                       activity: Activity | None = None) -> np.ndarray:
+    """``[n]`` bool: the centre times ``first_s + j * offset_step_s`` where some source node
+    could hold an event that meets the acceptance rules; the GNN runs only there.
+
+    At a node and centre time, a station counts for P (S) when it is active and has a pick of
+    any label within ``tau`` of the node's predicted P (S) arrival, ``tau`` = the pair's
+    :meth:`~genie.model.GenieModel.cell_tolerance_s` (an event's arrivals against its nearest
+    node's) + half the window step (its origin against the nearest centre) + the residual
+    gate. A centre is kept where some node has ``min_stations`` stations, ``min_p_picks`` for P,
+    ``min_p_and_s_stations`` for both and ``min_picks`` counts of P and S together: every event
+    the rules accept (located inside the source nodes' box) passes at its nearest node and
+    centre, so the screen only skips windows that could not give one.
+
+    Counts come from cumulative pick counts per station on cells of about 0.1 s (intervals
+    widened to whole cells), laid out so that each pair's counts for consecutive centres are
+    contiguous; no loop over picks, pairs or centres."""
+    keep = np.zeros(n, dtype=bool)
+    if picks.n_picks == 0 or n == 0:
+        return keep
+    dev, c = model.device, model.config
+    step = c.offset_step_s
+    ratio = max(int(round(step / 0.1)), 1)  # cells per window step
+    cell = step / ratio
+    tt = model.pair_tt.cpu().numpy().astype("float64")  # [P, 2], statics included
+    tau = model.cell_tolerance_s() + step / 2 + residual_gate(settings, c.kernel_s, tt)
     station = model.pairs[:, 0].cpu().numpy()
-    n_sta = model.n_stations
-    earliest = np.full(n_sta, np.inf)
-    latest = np.full(n_sta, -np.inf)
-    np.minimum.at(earliest, station, tt[:, 0])
-    np.maximum.at(latest, station, tt[:, 1])
-    margin = 3 * max(model.kernel_widths) + model.config.offset_step_s * (model.config.n_offsets - 1) / 2
-    keys = picks.keys.cpu().numpy()
-    base = np.arange(n_sta)[None, :] * picks.span + picks.offset - picks.t0
-    lo = np.searchsorted(keys, base + centres_s[:, None] + earliest[None] - margin)
-    hi = np.searchsorted(keys, base + centres_s[:, None] + latest[None] + margin)
-    has = (hi > lo) & np.isfinite(earliest)[None]
-    if activity is not None:
-        has &= activity(centres_s)
-    return has.sum(1) >= min_stations
+    source = model.pairs[:, 1].to(dev)
+    n_pairs, n_sta = len(station), model.n_stations
+    order = np.argsort(picks.time_s, kind="stable")
+    p_time, p_station = picks.time_s[order], picks.station[order]
+    lead = float((tt - tau).min()) - cell
+    block = int(max(64, min(2048, 2 ** 22 // n_pairs)))
+    for j0 in range(0, n, block):
+        j = min(block, n - j0)
+        base = first_s + j0 * step + lead
+        lo_cell = np.floor((first_s + j0 * step + tt - tau - base) / cell).astype(np.int64)  # [P, 2]
+        hi_cell = np.floor((first_s + j0 * step + tt + tau - base) / cell).astype(np.int64) + 1
+        n_rows = int(hi_cell.max()) // ratio + j + 1  # cells per station: n_rows * ratio
+        length = n_rows * ratio
+        a, b = np.searchsorted(p_time, [base, base + length * cell])
+        pick_cell = np.floor((p_time[a:b] - base) / cell).astype(np.int64).clip(0, length - 1)
+        # cum[s, k]: picks of station s in cells < k.
+        counts = np.bincount(p_station[a:b] * length + pick_cell, minlength=n_sta * length).reshape(n_sta, length)
+        cum = np.concatenate([np.zeros((n_sta, 1), np.int64), np.cumsum(counts, 1)[:, :-1]], 1)
+        # cum[s, m + ratio * q] at [s, m, q]: a pair's cells for consecutive centres are a row.
+        rows = torch.as_tensor(cum.reshape(n_sta, n_rows, ratio).transpose(0, 2, 1).reshape(-1).astype(np.int32),
+                               device=dev).unfold(0, j, 1)
+
+        def at(k):
+            first = (station[:, None] * ratio + k % ratio) * n_rows + k // ratio  # [P, 2]
+            return rows.index_select(0, torch.as_tensor(first.reshape(-1), device=dev)).view(n_pairs, 2, j)
+
+        has = at(hi_cell) > at(lo_cell)  # [P, 2, J]
+        if activity is not None:
+            active = torch.as_tensor(activity(first_s + (j0 + np.arange(j)) * step), device=dev)  # [J, S]
+            has &= active.T[torch.as_tensor(station, device=dev)][:, None, :]
+
+        def per_source(v):
+            return torch.zeros((model.n_sources, j), device=dev).index_add_(0, source, v.to(torch.float32))
+
+        n_p, n_s = per_source(has[:, 0]), per_source(has[:, 1])
+        ok = ((per_source(has[:, 0] | has[:, 1]) >= settings.min_stations) & (n_p >= settings.min_p_picks)
+              & (per_source(has[:, 0] & has[:, 1]) >= settings.min_p_and_s_stations)
+              & (n_p + n_s >= settings.min_picks))
+        keep[j0:j0 + j] = ok.any(0).cpu().numpy()
+    return keep
 
 
 @torch.no_grad()
@@ -397,10 +451,8 @@ def locate_and_associate(model: GenieModel, picks: PickTable, store: WindowStore
     lap("relocation_rounds_s")
 
     # Final round: gated candidates, exact competitive assignment, least-squares relocation.
-    floor = settings.max_residual_s if settings.max_residual_s is not None else c.kernel_s
-
     def gate(tt_s):
-        return np.maximum(floor, settings.residual_fraction * tt_s)
+        return residual_gate(settings, c.kernel_s, tt_s)
 
     entries = _entries(model, picks, xyz, origin, embedding, settings.assoc_threshold, settings.candidates_per_phase,
                        activity)
@@ -489,7 +541,8 @@ def detect(model: GenieModel, picks: PickTable, start_s: float, end_s: float, se
     centres = step * np.arange(np.ceil((start_s - margin) / step), np.ceil((end_s + margin) / step))
     store = WindowStore(model, picks, (centres[0] if len(centres) else start_s) - (k - 1) / 2 * step,
                         len(centres) + k - 1, activity, settings.batch_windows)
-    need = reachable_windows(model, picks, centres, settings.min_stations, activity)
+    need = coincident_windows(model, picks, float(centres[0]) if len(centres) else 0.0, len(centres), settings,
+                              activity)
     timings["windows"] = timings.get("windows", 0) + int(need.sum())
     timings["windows_skipped"] = timings.get("windows_skipped", 0) + int((~need).sum())
     lap("screen_s")

@@ -26,8 +26,8 @@ import torch
 class PickTable:
     """Picks laid out for nearest-pick queries on ``device``.
 
-    ``station [n]`` (index into the network), ``time_s [n]`` (float64 seconds from any epoch;
-    kept as the numpy array ``time_s``), ``phase [n]`` (0 = P, 1 = S).
+    ``station [n]`` (index into the network), ``time_s [n]`` (float64 seconds from any epoch),
+    ``phase [n]`` (0 = P, 1 = S); ``station`` and ``time_s`` are kept as numpy arrays.
     """
 
     def __init__(self, station, time_s, phase, n_stations: int, device="cpu"):
@@ -35,6 +35,7 @@ class PickTable:
         time_s = np.asarray(time_s, dtype="float64")
         phase = np.asarray(phase, dtype=np.int64)
         self.n_stations = n_stations
+        self.station = station
         self.time_s = time_s
         self.device = torch.device(device)
         self.t0 = float(time_s.min()) if len(time_s) else 0.0

@@ -193,6 +193,7 @@ class GenieModel(nn.Module):
         buffer("source_offset", mean_offset / c.label_sigma_km, torch.float32)
         self._adjacency = {}
         self._network = None
+        self._cell_tolerance = None
 
         n_in = n_features(len(self.kernel_widths))
         self.product_layers = nn.ModuleList(
@@ -333,6 +334,39 @@ class GenieModel(nn.Module):
             self._adjacency = {key: adjacency}
         return self._adjacency[key]
 
+    def cell_tolerance_s(self, max_points: int = 200_000) -> np.ndarray:
+        """``[P, 2]`` s: per product pair, the largest change of the predicted P and S arrival
+        at its station between its source node and any point of the location domain (the
+        source nodes' horizontal box, depths 0 to the travel-time table's deepest less 1 km)
+        nearer to that node than to any other: how far the arrivals of an event may lie from
+        those of its nearest node. Sampled on a regular grid of at most ``max_points`` points,
+        plus the most the travel time can change over half the grid's diagonal (the slowest
+        velocity of the model bounds its gradient). Computed once per model."""
+        if self._cell_tolerance is not None:
+            return self._cell_tolerance
+        from scipy.spatial import cKDTree
+
+        src = self.source_xyz.cpu().numpy().astype("float64")
+        sta = self.station_xyz.cpu().numpy().astype("float64")
+        lo = np.array([src[:, 0].min(), src[:, 1].min(), 0.0])
+        hi = np.array([src[:, 0].max(), src[:, 1].max(), float(self.travel_times.max_depth_km) - 1.0])
+        spacing = max(float(np.prod(hi - lo) / max_points) ** (1 / 3), 0.5)
+        axes = [np.linspace(a, b, max(int(np.ceil((b - a) / spacing)), 1) + 1) for a, b in zip(lo, hi)]
+        cell = np.array([(b - a) / max(len(ax) - 1, 1) for a, b, ax in zip(lo, hi, axes)])
+        points = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+        nearest = cKDTree(src).query(points)[1]
+        at_nodes = self.travel_times(src, sta)  # [X, S, 2]
+        worst = np.zeros_like(at_nodes)
+        for lo_i in range(0, len(points), 20_000):
+            part = slice(lo_i, lo_i + 20_000)
+            change = np.abs(self.travel_times(points[part], sta) - at_nodes[nearest[part]])
+            np.maximum.at(worst, nearest[part], change)
+        vm = self.velocity_model
+        worst += 0.5 * float(np.linalg.norm(cell)) / np.array([min(vm.vp), min(vm.vs)])
+        pairs = self.pairs.cpu().numpy()
+        self._cell_tolerance = worst[pairs[:, 1], pairs[:, 0]]
+        return self._cell_tolerance
+
     def window_times(self, centre_s: torch.Tensor) -> torch.Tensor:
         """Origin times ``[B, K]`` (s, float64) of the windows around centre times ``[B]``."""
         return centre_s.to(self.device, torch.float64)[:, None] + self.offsets_s[None, :]
@@ -341,7 +375,7 @@ class GenieModel(nn.Module):
         """Pick features ``[P, W, F]`` for windows at ``origin_s [W]`` (s); ``active [W, S]``."""
         f = window_features(picks, self.pairs[:, 0], self.pair_tt, origin_s.to(self.device), self.kernel_widths,
                             active)
-        return f.transpose(0, 1)
+        return f.transpose(0, 1).contiguous()
 
     def embed(self, features: torch.Tensor) -> torch.Tensor:
         """Source embeddings ``[X, W, latent]`` from product-graph features ``[P, W, F]``."""
