@@ -30,7 +30,13 @@ What happens to the picks, in order:
    keeps the events whose origin falls inside its own span, so memory stays bounded for months of
    picks and a chunked run gives the catalog of one long run. With a ``workdir`` each finished
    chunk is written atomically and a restarted run resumes from the last finished chunk.
-5. Local magnitudes from the pick amplitudes (:mod:`catalogs.magnitude`), with station terms
+5. Chance alignments: for each event, the probability that picks of the background alone (the
+   picks no event explains, at each station's own rate around the origin time) would put at
+   least as many picks inside the residual gates of one source hypothesis
+   (:func:`chance_log10`); events above ``max_chance_log10`` are dropped and their picks
+   released. This adapts to the network and the hour: a busy swarm stream or a wide gate needs
+   more picks for the same significance.
+6. Local magnitudes from the pick amplitudes (:mod:`catalogs.magnitude`), with station terms
    when the settings give a magnitude scale.
 """
 
@@ -47,6 +53,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.stats import poisson
 from tqdm.auto import tqdm
 
 from catalogs.events import write_catalog
@@ -56,7 +63,7 @@ from catalogs.picks import match_station_ids
 from catalogs.projection import epicentral_distance_km
 from catalogs.schema import InputError, seconds_since
 from genie.availability import operating_dates, station_activity
-from genie.detect import ASSIGNMENT_COLUMNS, EVENT_COLUMNS, DetectSettings, detect
+from genie.detect import ASSIGNMENT_COLUMNS, EVENT_COLUMNS, DetectSettings, detect, residual_gate
 from genie.features import PickTable
 from genie.model import GenieModel, resolve_device
 
@@ -82,6 +89,9 @@ class AssociatorSettings:
     file_edge_s: float = _s(0.05, "s", "picks this close after a file start are edge artefacts (0: keep them)")
     duplicate_s: float = _s(0.05, "s", "picks on one station with one label closer than this are duplicates")
     burst_picks: int = _s(20, "1", "more picks than this on one station within 1 s are a glitch")
+    max_chance_log10: float | None = _s(-5.0, "log10", "events whose picks line up by chance on the background "
+                                        "pick rates with a probability above 10^this are dropped (None: keep all)")
+    background_window_s: float = _s(1800.0, "s", "background pick rates are counted over this span centred on each event")
     magnitude_scale: str | None = _s(None, "-", "JSON of a magnitude scale with station terms (None: GaMMA's law)")
     batch_windows: int = _s(64, "1", "windows per forward pass")
     progress: bool = _s(True, "-", "progress bar over the chunks")
@@ -110,6 +120,18 @@ def _settings_from(model_dir: Path, overrides: dict) -> AssociatorSettings:
         raise InputError(f"unknown detection setting(s) {bad}; known: {sorted(detect_names)}")
     own = {k: v for k, v in overrides.items() if k in own_names}
     return AssociatorSettings(**own, detect=DetectSettings(**detect_values))
+
+
+def chance_log10(n_picks: np.ndarray, gates_s: np.ndarray, rates_per_s: np.ndarray) -> np.ndarray:
+    """``[E]`` log10 of the probability that background picks alone give a source at least
+    ``n_picks [E]`` picks inside its gates: each station and phase catches a background pick with
+    probability ``q = 1 - exp(-2 gate rate)`` (Poisson picks at ``rates_per_s [E, S]`` inside
+    ``+-gates_s [E, S, 2]``), and the number caught, a sum of such Bernoulli draws, is taken as
+    Poisson with mean ``sum q`` (Le Cam: off by at most ``sum q^2``, small where it matters). A
+    source with no background at all gets ``-inf``."""
+    q = 1.0 - np.exp(-2.0 * np.asarray(gates_s) * np.asarray(rates_per_s)[..., None])
+    mean = q.sum(axis=(-2, -1))
+    return poisson.logsf(np.asarray(n_picks) - 1, mean) / np.log(10.0)
 
 
 def _digest(*parts) -> str:
@@ -349,6 +371,7 @@ class Associator:
             {col: pd.Series(dtype="float64") for col in EVENT_COLUMNS})
         asg = pd.concat(parts_a, ignore_index=True) if parts_a else pd.DataFrame(
             {col: pd.Series(dtype="int64" if col.endswith("index") else "float64") for col in ASSIGNMENT_COLUMNS})
+        det, asg = self._drop_chance_events(det, asg, prep)
         order = np.argsort(det["origin_s"].to_numpy(dtype="float64"), kind="stable")
         inverse = np.empty_like(order)
         inverse[order] = np.arange(len(order))
@@ -374,6 +397,7 @@ class Associator:
             "depth_uncertainty_km": det["depth_uncertainty_km"].to_numpy(dtype="float64"),
             "time_uncertainty_s": det["time_uncertainty_s"].to_numpy(dtype="float64"),
             "gap_deg": det["gap_deg"].to_numpy(dtype="float64"),
+            "chance_log10": det["chance_log10"].to_numpy(dtype="float64"),
         })
         assignments = pd.DataFrame({
             "pick_index": asg["pick_index"].to_numpy(dtype=np.int64),
@@ -383,6 +407,54 @@ class Associator:
             "score": asg["probability"].to_numpy(dtype="float64"),
         }).sort_values(["event_id", "pick_index"], kind="stable").reset_index(drop=True)
         return self.add_magnitudes(events, assignments, picks), assignments
+
+    def background_rates(self, origin_s: np.ndarray, assigned_rows: np.ndarray, prep: PreparedPicks) -> np.ndarray:
+        """``[E, S]`` picks per s at each station that no event explains (used picks whose row
+        is not in ``assigned_rows``), counted over ``background_window_s`` centred on each
+        origin time ``origin_s [E]`` (s from ``prep.epoch``), within the span of the picks."""
+        n_sta = self.model.n_stations
+        free = ~np.isin(prep.rows, assigned_rows)
+        station, times = prep.station[free], prep.time_s[free]
+        if len(prep.time_s) == 0 or len(origin_s) == 0:
+            return np.zeros((len(origin_s), n_sta))
+        t0, t1 = float(prep.time_s.min()), float(prep.time_s.max())
+        span = t1 - t0 + 2 * self.settings.background_window_s + 1.0
+        keys = np.sort(station * span + (times - t0))
+        half = self.settings.background_window_s / 2
+        lo = np.clip(np.asarray(origin_s) - half, t0, t1)
+        hi = np.clip(np.asarray(origin_s) + half, t0, t1)
+        base = np.arange(n_sta)[None, :] * span - t0
+        count = np.searchsorted(keys, base + hi[:, None], side="right") - np.searchsorted(keys, base + lo[:, None])
+        return count / np.maximum(hi - lo, 1.0)[:, None]
+
+    def _drop_chance_events(self, det: pd.DataFrame, asg: pd.DataFrame, prep: PreparedPicks):
+        """``det`` with ``chance_log10`` (:func:`chance_log10` at the background rates and the
+        residual gates of each event's location, active stations only), less the events above
+        ``max_chance_log10`` and their assignments (``event_index`` renumbered)."""
+        model, limit = self.model, self.settings.max_chance_log10
+        self.counts["chance_events_dropped"] = 0
+        origin = det["origin_s"].to_numpy(dtype="float64")
+        xyz = det[["x_km", "y_km", "depth_km"]].to_numpy(dtype="float64")
+        tt = model.travel_times(xyz, model.station_xyz.cpu().numpy().astype("float64")) + model.statics.cpu().numpy()[None]
+        gates = residual_gate(self.settings.detect, model.config.kernel_s, tt)
+        rates = self.background_rates(origin, asg["pick_index"].to_numpy(dtype=np.int64), prep)
+        if len(origin):
+            lo, hi = np.searchsorted(prep.time_s, [origin.min() - self.settings.availability_gap_s,
+                                                   origin.max() + self.settings.availability_gap_s])
+            rates = rates * self._activity(prep, int(lo), int(max(hi, lo + 1)))(origin)
+        n_picks = det["n_p"].to_numpy(dtype=np.int64) + det["n_s"].to_numpy(dtype=np.int64)
+        det = det.assign(chance_log10=chance_log10(n_picks, gates, rates))
+        if limit is None or det.empty:
+            return det, asg
+        keep = det["chance_log10"].to_numpy() <= limit
+        if not keep.all():
+            logger.info("%d event(s) dropped as chance alignments of background picks (chance above 1e%g)",
+                        int((~keep).sum()), limit)
+        renumber = np.full(len(det), -1)
+        renumber[keep] = np.arange(int(keep.sum()))
+        asg = asg.assign(event_index=renumber[asg["event_index"].to_numpy(dtype=np.int64)])
+        self.counts["chance_events_dropped"] = int((~keep).sum())
+        return det[keep].reset_index(drop=True), asg[asg["event_index"] >= 0].reset_index(drop=True)
 
     def pick_magnitudes(self, events: pd.DataFrame, assignments: pd.DataFrame, picks: pd.DataFrame,
                         scale: MagnitudeScale | None = None) -> pd.DataFrame:

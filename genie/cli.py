@@ -388,7 +388,11 @@ def _associate(args: argparse.Namespace) -> int:
         run["comparison"] = {k: report[k] for k in ("counts", "recall", "precision", "f1", "by_magnitude")}
     write_text_atomic(out / "run.json", json.dumps(run, indent=2, default=float) + "\n")
     n_p = int((assignments["phase"] == "P").sum())
-    print(f"{len(events)} events, {len(assignments)} associated picks ({n_p} P, {len(assignments) - n_p} S) "
+    dropped = associator.counts.get("chance_events_dropped", 0)
+    limit = associator.settings.max_chance_log10
+    print(f"{len(events)} events" + (f" ({dropped} more dropped as chance alignments, chance above 1e{limit:g})"
+                                     if limit is not None else "")
+          + f", {len(assignments)} associated picks ({n_p} P, {len(assignments) - n_p} S) "
           f"of {n_picks}; {sum(associator.counts['excluded'].values())} excluded "
           f"({', '.join(f'{k} {v}' for k, v in associator.counts['excluded'].items() if v) or 'none'})")
     print(f"association {associator.timings.get('total_s', 0.0):.1f} s "
