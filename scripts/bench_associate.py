@@ -25,7 +25,7 @@ from catalogs.stations import read_stations  # noqa: E402
 from scripts.markdown import markdown_table  # noqa: E402
 
 STAGES = ["prepare_s", "screen_s", "grid_s", "peaks_s", "refine_s", "relocation_rounds_s", "association_s",
-          "assignment_s", "location_s", "magnitudes_s", "total_s"]
+          "assignment_s", "location_s", "chance_s", "magnitudes_s", "total_s"]
 
 
 def main(argv=None) -> int:
