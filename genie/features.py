@@ -40,9 +40,11 @@ class PickTable:
         self.device = torch.device(device)
         self.t0 = float(time_s.min()) if len(time_s) else 0.0
         rel = time_s - self.t0
-        # Group stretches must not overlap, whatever the query times: leave a day of margin.
-        self.span = float(rel.max() if len(rel) else 0.0) + 2 * 86400.0
-        self.offset = 86400.0
+        # Group stretches must not overlap, whatever the query times: two days of margin on each
+        # side, so a pick of another group always lies more than a day from a query that falls
+        # within a day of the picks (which is how nearest() tells groups apart).
+        self.span = float(rel.max() if len(rel) else 0.0) + 4 * 86400.0
+        self.offset = 2 * 86400.0
         any_group = station
         labelled_group = n_stations + station * 2 + phase
         groups = np.concatenate([any_group, labelled_group])
@@ -51,27 +53,34 @@ class PickTable:
         order = np.argsort(keys, kind="stable")
         self.n_picks = len(rel)
         self.keys = torch.as_tensor(keys[order], device=self.device, dtype=torch.float64)
+        # Sentinels at both ends: the neighbours of any insertion point exist.
+        far = 1e18
+        self.padded_keys = torch.cat([torch.tensor([-far], dtype=torch.float64, device=self.device), self.keys,
+                                      torch.tensor([far], dtype=torch.float64, device=self.device)])
         self.groups = torch.as_tensor(groups[order], device=self.device)
         self.times = torch.as_tensor(times[order], device=self.device, dtype=torch.float64)
         self.pick_index = torch.as_tensor(order % max(self.n_picks, 1), device=self.device)
         self.phase = torch.as_tensor(np.concatenate([phase, phase])[order], device=self.device)
 
+    def group_keys(self, group: torch.Tensor) -> torch.Tensor:
+        """Key (float64) of the picks' epoch in each ``group``: a pick at ``t`` s of group ``g``
+        has key ``group_keys(g) + t``."""
+        return group.to(self.device, torch.float64) * self.span + self.offset - self.t0
+
+    def nearest_from_keys(self, query: torch.Tensor) -> torch.Tensor:
+        """Signed offset (s) of the nearest pick to each ``query`` key (``group_keys(g) + t``)
+        within its group; ``inf`` where the group has no pick within a day. Exact for query
+        times within a day of the picks: picks of other groups lie farther than that."""
+        pos = torch.searchsorted(self.padded_keys, query)
+        before = self.padded_keys[pos - 1] - query
+        after = self.padded_keys[pos] - query
+        best = torch.where(-before <= after, before, after)
+        return best.masked_fill(best.abs() >= 86400.0, float("inf"))
+
     def nearest(self, group: torch.Tensor, target_s: torch.Tensor) -> torch.Tensor:
         """Signed offset (s) of the nearest pick in ``group`` to each ``target_s`` (seconds from
         the same epoch as the picks); ``inf`` where the group has no pick. Shapes broadcast."""
-        target = target_s.to(torch.float64) - self.t0
-        group, target = torch.broadcast_tensors(group.to(self.device), target)
-        if len(self.keys) == 0:
-            return torch.full(target.shape, float("inf"), dtype=torch.float64, device=self.device)
-        query = group.to(torch.float64) * self.span + self.offset + target
-        pos = torch.searchsorted(self.keys, query.reshape(-1)).reshape(query.shape)
-        best = torch.full(target.shape, float("inf"), dtype=torch.float64, device=self.device)
-        for cand in (pos - 1, pos):
-            c = cand.clamp(0, len(self.keys) - 1)
-            delta = self.times[c] - target
-            ok = (self.groups[c] == group) & (delta.abs() < best.abs())
-            best = torch.where(ok, delta, best)
-        return best
+        return self.nearest_from_keys(self.group_keys(group) + target_s.to(self.device, torch.float64))
 
     def nearest_k(self, station: torch.Tensor, target_s: torch.Tensor, k: int, max_offset_s: float):
         """The ``k`` picks (any label) at ``station`` nearest to ``target_s`` (s, same epoch as the
@@ -108,20 +117,21 @@ def window_features(picks: PickTable, pair_station: torch.Tensor, pair_tt: torch
     sequence: the four kernels of each width in turn, then the mask).
     ``station_active [B, n_stations]`` (bool) masks stations per window; all active when None."""
     dev = picks.device  # inputs follow the pick table's device
-    arrival = origin_s.to(dev, torch.float64)[:, None, None] + pair_tt.to(dev, torch.float64)[None]  # [B, P, 2]
     s = pair_station.to(dev)
     labelled = picks.n_stations + 2 * s
-    deltas = torch.stack([
-        picks.nearest(s[None], arrival[..., 0]),
-        picks.nearest(s[None], arrival[..., 1]),
-        picks.nearest(labelled[None], arrival[..., 0]),
-        picks.nearest(labelled[None] + 1, arrival[..., 1]),
-    ], dim=-1)
+    # Keys of each pair's four targets at origin time 0 (groups: any label at P, at S; P-labelled
+    # at P; S-labelled at S); a window adds its origin time: one addition per query.
+    tt = pair_tt.to(dev, torch.float64)
+    base = torch.stack([picks.group_keys(s) + tt[:, 0], picks.group_keys(s) + tt[:, 1],
+                        picks.group_keys(labelled) + tt[:, 0], picks.group_keys(labelled + 1) + tt[:, 1]], -1)
+    deltas = picks.nearest_from_keys(origin_s.to(dev, torch.float64)[:, None, None] + base[None]).to(torch.float32)
     widths = [float(w) for w in np.atleast_1d(kernel_s)]
-    kernels = torch.cat([torch.exp(-0.5 * (deltas / w) ** 2) for w in widths], dim=-1)
+    kernels = torch.cat([torch.exp(-0.5 * (deltas / w).square()) for w in widths], dim=-1)  # [B, P, 4 n]
+    # Kernels of far picks underflow to float32 denormals, which slow every later product on a
+    # CPU several-fold: below 1e-30 they are 0.
+    kernels = kernels.masked_fill(kernels < 1e-30, 0.0)
     if station_active is None:
-        mask = torch.ones(arrival.shape[:2], dtype=torch.float64, device=picks.device)
+        mask = torch.ones((len(origin_s), len(s)), dtype=torch.float32, device=dev)
     else:
-        mask = station_active.to(picks.device)[:, s].to(torch.float64)
-    features = torch.cat([kernels * mask[..., None], mask[..., None]], dim=-1)
-    return features.to(torch.float32)
+        mask = station_active.to(dev)[:, s].to(torch.float32)
+    return torch.cat([kernels * mask[..., None], mask[..., None]], dim=-1)
