@@ -8,7 +8,9 @@ A selection is a boolean matrix ``[N, M]`` (event, station). Station coordinates
 * Moran's I of the 0/1 selection over all stations with weights ``w_ij = exp(-d_ij / l)``,
   ``w_ii = 0``: ``I = n / sum(w) * z^T W z / z^T z`` with ``z = x - mean(x)``; NaN when every
   station has the same value (all or none selected).
-* Pick counts: number of P, of S, and of stations with both (P/S overlap).
+* Pick counts: number of P, of S, and of stations with both (P/S overlap); P/S co-selection:
+  the fraction of P stations that also picked S (``s_given_p``) and of the other stations that
+  picked S (``s_given_no_p``), NaN where undefined.
 * Real-versus-synthetic comparisons of two selections of the same event: intersection size and
   symmetric-difference size, for P, S and the union.
 """
@@ -18,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-METRICS = ["n_p", "n_s", "n_ps", "inertia_p", "inertia_s", "inertia_union", "moran_p", "moran_s"]
+METRICS = ["n_p", "n_s", "n_ps", "s_given_p", "s_given_no_p", "inertia_p", "inertia_s", "inertia_union", "moran_p",
+           "moran_s"]
 
 
 def inertia(selected: np.ndarray, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -62,10 +65,17 @@ def selection_metrics(selected_p: np.ndarray, selected_s: np.ndarray, xy: np.nda
                       weights: np.ndarray) -> pd.DataFrame:
     """All per-event metrics (:data:`METRICS`) as a DataFrame ``[N rows]``."""
     union = selected_p | selected_s
+    n_p, n_m = selected_p.sum(1), selected_p.shape[1]
+    both = (selected_p & selected_s).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s_given_p = np.where(n_p > 0, both / n_p, np.nan)
+        s_given_no_p = np.where(n_p < n_m, (selected_s.sum(1) - both) / (n_m - n_p), np.nan)
     return pd.DataFrame({
-        "n_p": selected_p.sum(1),
+        "n_p": n_p,
         "n_s": selected_s.sum(1),
-        "n_ps": (selected_p & selected_s).sum(1),
+        "n_ps": both,
+        "s_given_p": s_given_p,
+        "s_given_no_p": s_given_no_p,
         "inertia_p": inertia(selected_p, xy)[1],
         "inertia_s": inertia(selected_s, xy)[1],
         "inertia_union": inertia(union, xy)[1],
@@ -85,3 +95,17 @@ def compare_selections(real_p, real_s, syn_p, syn_s) -> pd.DataFrame:
     for name, a, b in (("p", real_p, syn_p), ("s", real_s, syn_s), ("union", real_p | real_s, syn_p | syn_s)):
         out[f"intersection_{name}"], out[f"symdiff_{name}"] = set_comparison(a, b)
     return pd.DataFrame(out)
+
+
+def co_selection(selected_p: np.ndarray, selected_s: np.ndarray) -> dict:
+    """P/S co-selection of a set of events (pooled over events and stations): ``P(S | P)``,
+    ``P(S | no P)`` and the mean within-event Pearson correlation of the P and S selections
+    (events where either is constant are skipped)."""
+    p, s = np.asarray(selected_p, bool), np.asarray(selected_s, bool)
+    x, y = p.astype(float), s.astype(float)
+    xc, yc = x - x.mean(1, keepdims=True), y - y.mean(1, keepdims=True)
+    den = np.sqrt((xc**2).sum(1) * (yc**2).sum(1))
+    ok = den > 0
+    return {"s_given_p": float((p & s).sum() / max(p.sum(), 1)),
+            "s_given_no_p": float((s & ~p).sum() / max((~p).sum(), 1)),
+            "correlation": float(((xc * yc).sum(1)[ok] / den[ok]).mean()) if ok.any() else float("nan")}

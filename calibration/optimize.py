@@ -3,18 +3,29 @@
 Procedure (:func:`calibrate`):
 
 0. Fits that need no search: ``pdist(M)`` from the distances of the stations that picked real
-   events (:func:`fit_pdist`); the event rate, magnitude range, b-value and depth range from the
-   catalog; the false-pick background from the picks left unlabelled (:func:`fit_background`).
+   events, on unsaturated magnitude bins only (:func:`fit_pdist`); the event rate, magnitude
+   range, b-value and depth range from the catalog; station statics from the labelling; the
+   false-pick background from the picks left unlabelled, without the coherent ones (arrivals of
+   uncatalogued events; :func:`calibration.background.fit_background`).
 1. Round 1: ``gp_minimize`` (GP surrogate, Expected Improvement) over the primary spatial
-   parameters, its surrogate started from the best of ``screen`` Latin-hypercube evaluations (an
-   evaluation costs milliseconds, a GP step much more, so a broad cheap screen makes the few GP
-   calls count) (:data:`PRIMARY`: detection radius and its magnitude
-   slope, miss rate, exponent, noise) within :data:`SPATIAL_BOUNDS`.
-2. Round 2: the primary bounds zoomed to ±``zoom`` of each range around the round-1 optimum,
-   plus the secondary parameters (ellipse perturbations, P/S noise correlation) over their full
-   bounds. Splitting keeps each search low-dimensional enough for a GP with few calls.
-3. Round 3: the timing-noise parameters (:data:`TIMING_BOUNDS`) fitted to the distribution of
-   real travel-time residuals (Wasserstein distance, P and S).
+   parameters (:data:`PRIMARY`: detection radius and its magnitude slope, miss rate, exponent,
+   noise, P/S selection correlation) within :data:`SPATIAL_BOUNDS`, its surrogate started from
+   the best of ``screen`` Latin-hypercube evaluations (an evaluation costs milliseconds, a GP
+   step much more, so a broad cheap screen makes the few GP calls count). Multiplicative
+   parameters (:data:`LOG_SCALE`) are searched on a log scale.
+2. Round 2: the primary bounds zoomed to ±``zoom`` of each range (of its log for
+   multiplicative ones) around the round-1 optimum, plus the secondary parameters (ellipse
+   perturbations, P/S noise correlation) over their full bounds. Splitting keeps each search
+   low-dimensional enough for a GP with few calls.
+   Then :mod:`calibration.uncertainty`: bootstrap intervals over real events, a profile of
+   ``f`` along every parameter, and the parameters the data cannot identify set back to their
+   starting values (reported).
+   Then the pick budget (:mod:`calibration.budget`): the event rate scaled so the synthetic
+   network makes as many picks per hour as the real one.
+3. Round 3: the timing-noise parameters (:data:`TIMING_BOUNDS`) fitted to the real travel-time
+   residuals (:func:`residual_objective`: P, S and per-event mean P, Wasserstein distances, with
+   the labelling window applied to the synthetic errors), once with normal and once with Laplace
+   errors; the closer shape is kept.
 
 Every evaluation is appended to a JSON checkpoint (written atomically); a rerun with the same
 checkpoint resumes where it stopped, re-using the evaluations already made.
@@ -35,10 +46,13 @@ from scipy.stats import qmc, wasserstein_distance
 
 from catalogs.fileio import read_json_object, write_text_atomic
 from catalogs.gutenberg_richter import b_value, mc_goodness_of_fit
-from catalogs.picks import station_index
 from catalogs.schema import InputError
+from calibration.background import fit_background
+from calibration.budget import fit_pick_budget
+from calibration.metrics import co_selection
 from calibration.objective import Objective
 from calibration.reference import ReferenceEvents
+from calibration.uncertainty import bootstrap_intervals, fix_unidentified, profiles, unidentified
 from generator.detection import radial_function
 from generator.network import Network
 from generator.params import GeneratorParams
@@ -59,10 +73,13 @@ SPATIAL_BOUNDS = {
     "angle_perturb": (0.0, 1.0),
     "axis_perturb_factor": (0.0, 0.6),
     "ps_noise_correlation": (0.0, 1.0),
+    "ps_selection_correlation": (0.0, 0.95),
 }
+# Multiplicative parameters: searched on a log scale, where equal steps are equal ratios.
+LOG_SCALE = {"sigma_noise", "radial_factor_p", "radial_factor_s", "timing_floor_s"}
 SCREEN_KEEP = 30
 PRIMARY = ("pdist_per_magnitude", "p_exp", "miss_pick_rate", "sigma_noise", "lambda_noise", "radial_factor_p",
-           "radial_factor_s")
+           "radial_factor_s", "ps_selection_correlation")
 TIMING_BOUNDS = {
     "timing_floor_s": (0.01, 0.6),
     "timing_fraction": (0.0, 0.06),
@@ -83,6 +100,10 @@ class CalibrationSettings:
     zoom: float = 0.25
     acq_func: str = "EI"
     seed: int = 0
+    pick_budget: bool = True
+    bootstrap: int = 100
+    bootstrap_candidates: int = 40
+    profile_points: int = 9
     spatial_bounds: dict = field(default_factory=lambda: dict(SPATIAL_BOUNDS))
     timing_bounds: dict = field(default_factory=lambda: dict(TIMING_BOUNDS))
     fixed: dict = field(default_factory=dict)
@@ -135,6 +156,14 @@ class Checkpoint:
             write_text_atomic(self.path, json.dumps({"key": self.key, "rounds": self.rounds}))
 
 
+def _from_unit(u: np.ndarray, name: str, bounds: tuple) -> np.ndarray:
+    """Map ``u`` in [0, 1] onto ``bounds``, geometrically for :data:`LOG_SCALE` parameters."""
+    lo, hi = bounds
+    if name in LOG_SCALE and lo > 0:
+        return np.exp(np.log(lo) + u * (np.log(hi) - np.log(lo)))
+    return lo + u * (hi - lo)
+
+
 def _search(name, function, bounds: dict, base: GeneratorParams, n_calls: int, settings: CalibrationSettings,
             checkpoint: Checkpoint, x0: list | None = None, progress: bool = True, screen: int = 0):
     """One gp_minimize round over ``bounds`` after ``screen`` Latin-hypercube evaluations (which
@@ -144,7 +173,8 @@ def _search(name, function, bounds: dict, base: GeneratorParams, n_calls: int, s
     from tqdm import tqdm
 
     names = list(bounds)
-    space = [Real(lo, hi, name=n) for n, (lo, hi) in bounds.items()]
+    space = [Real(lo, hi, name=n, prior="log-uniform" if n in LOG_SCALE and lo > 0 else "uniform")
+             for n, (lo, hi) in bounds.items()]
 
     def to_params(x):
         return base.replace(**dict(zip(names, map(float, x))))
@@ -152,8 +182,8 @@ def _search(name, function, bounds: dict, base: GeneratorParams, n_calls: int, s
     screened_x, screened_y = checkpoint.done(f"{name}_screen")
     if screen and len(screened_x) < screen:
         unit = qmc.LatinHypercube(d=len(names), seed=settings.seed).random(screen)
-        lows, highs = np.array(list(bounds.values())).T
-        for x in (lows + unit * (highs - lows))[len(screened_x):]:
+        points = np.array([_from_unit(unit[:, k], n, bounds[n]) for k, n in enumerate(names)]).T
+        for x in points[len(screened_x):]:
             checkpoint.add(f"{name}_screen", x, function(to_params(x)))
         screened_x, screened_y = checkpoint.done(f"{name}_screen")
     xs, ys = checkpoint.done(name)
@@ -252,32 +282,14 @@ def fit_station_detection(reference: ReferenceEvents, network: Network, min_even
     return factors
 
 
-def fit_background(picks: pd.DataFrame, reference: ReferenceEvents, network: Network) -> dict:
-    """False-pick background from the picks left unlabelled: mean rate per station and hour, its
-    log-normal spread across stations, the day-night modulation and the P fraction."""
-    labelled = np.zeros(len(picks), bool)
-    labelled[reference.assignments["pick_index"].to_numpy(dtype=int)] = True
-    sta = station_index(picks, network.stations, source="background fit")
-    free = (~labelled) & (sta >= 0)
-    hours = max((picks["time"].max() - picks["time"].min()).total_seconds() / 3600.0, 1.0)
-    per_station = np.bincount(sta[free], minlength=len(network)) / hours
-    active = per_station > 0
-    hour_of_day = picks["time"][free].dt.hour.to_numpy()
-    hourly = np.bincount(hour_of_day, minlength=24).astype(float)
-    first = np.abs(np.fft.rfft(hourly)[1]) * 2 / 24
-    return {
-        "background_rate_per_hour": float(per_station[active].mean()) if active.any() else 0.0,
-        "background_rate_spread": float(np.log(per_station[active]).std()) if active.sum() > 1 else 0.0,
-        "background_diurnal_amplitude": float(min(first / max(hourly.mean(), 1e-9), 0.95)),
-        "false_p_fraction": float((picks["phase"].to_numpy()[free] == "P").mean()) if free.any() else 0.5,
-        "per_station_rate_per_hour": dict(zip(network.ids.tolist(), per_station.round(3).tolist())),
-        "hours": hours,
-        "unlabelled_picks": int(free.sum()),
-    }
-
-
 def fit_catalog(events: pd.DataFrame) -> dict:
-    """Event rate, magnitude range, b-value (above the goodness-of-fit Mc) and depth range."""
+    """Event rate, magnitude range, b-value (above the goodness-of-fit Mc) and depth range.
+
+    The generator draws magnitudes from ``magnitude_min`` (the catalog's smallest) on a
+    Gutenberg-Richter law, so its rate is the rate of complete events (M >= Mc) extrapolated down
+    to ``magnitude_min``: ``N(M >= Mc) / days * 10**(b (Mc - magnitude_min))``. The catalog's own
+    count would give too few large events and too few small ones, whose arrivals are in the real
+    picks though the catalog missed them."""
     days = max((events["time"].max() - events["time"].min()).total_seconds() / 86400.0, 1.0 / 24)
     mags = events["magnitude"].to_numpy(dtype="float64")
     mags = mags[np.isfinite(mags)]
@@ -285,10 +297,12 @@ def fit_catalog(events: pd.DataFrame) -> dict:
     if len(mags) >= 50:
         mc = mc_goodness_of_fit(mags).mc
         fit = b_value(mags, mc)
-        if np.isfinite(fit.b):
-            out["b_value"] = fit.b
         out["magnitude_min"] = float(mags.min())
         out["magnitude_max"] = float(max(mags.max(), mags.min() + 1.0))
+        if np.isfinite(fit.b) and np.isfinite(mc):
+            out["b_value"] = fit.b
+            out["mc"] = float(mc)
+            out["event_rate_per_day"] = float((mags >= mc).sum() / days * 10.0 ** (fit.b * (mc - mags.min())))
     depth = events["depth_km"].to_numpy(dtype="float64")
     out["depth_min_km"] = float(max(np.quantile(depth, 0.02), 0.0))
     out["depth_max_km"] = float(max(np.quantile(depth, 0.98), out["depth_min_km"] + 1.0))
@@ -296,16 +310,34 @@ def fit_catalog(events: pd.DataFrame) -> dict:
 
 
 def residual_objective(reference: ReferenceEvents, network: Network, travel_times: TravelTimes, seed: int = 0):
-    """``f(params)``: Wasserstein-1 distance (s) between real and synthetic residual
-    distributions, summed over P and S; synthetic errors are drawn at the real picks' events and
-    stations (common random numbers)."""
+    """``f(params)``: Wasserstein-1 distances (s) between real and synthetic timing residuals:
+    P, S, and the per-event mean P residual (events with >= 4 P picks; it carries the event's
+    common bias, which the pooled distributions cannot tell from independent errors). Synthetic
+    errors are drawn at the real picks' events and stations (common random numbers) and
+    truncated by the window the labelling used (``max(min_tolerance_s, tolerance_fraction * tt)``
+    from ``reference.summary``): a real residual outside it was never labelled, so comparing
+    with untruncated synthetic errors would shrink their tails to fit."""
     tt = travel_times(reference.sources, network.xyz)
-    real = [reference.residuals[..., k][np.isfinite(reference.residuals[..., k])] for k in range(2)]
-    masks = [np.isfinite(reference.residuals[..., k]) for k in range(2)]
+    res = reference.residuals
+    masks = [np.isfinite(res[..., k]) for k in range(2)]
+    real = [res[..., k][masks[k]] for k in range(2)]
+    min_tol = reference.summary.get("min_tolerance_s")
+    window = (np.maximum(min_tol, reference.summary.get("tolerance_fraction", 0.0) * tt)
+              if min_tol is not None else np.full(tt.shape, np.inf))
+    many_p = masks[0].sum(1) >= 4
+    real_mean = np.nanmean(np.where(masks[0][many_p], res[many_p, :, 0], np.nan), axis=1)
 
     def f(params: GeneratorParams) -> float:
         err = arrival_errors(tt, network, params, np.random.default_rng(seed))
-        return float(sum(wasserstein_distance(real[k], err[..., k][masks[k]]) for k in range(2) if len(real[k])))
+        inside = np.abs(err) <= window
+        value = sum(wasserstein_distance(real[k], err[..., k][masks[k] & inside[..., k]])
+                    for k in range(2) if len(real[k]) and (masks[k] & inside[..., k]).any())
+        kept = masks[0][many_p] & inside[many_p, :, 0]
+        counted = kept.sum(1) > 0
+        if len(real_mean) and counted.any():
+            syn_mean = (np.where(kept, err[many_p, :, 0], 0.0).sum(1)[counted] / kept.sum(1)[counted])
+            value += wasserstein_distance(real_mean, syn_mean)
+        return float(value)
 
     return f
 
@@ -335,9 +367,9 @@ def calibrate(network: Network, reference: ReferenceEvents, travel_times: Travel
     else:
         logger.warning("pdist(M) could not be fitted (too few unsaturated magnitude bins); using a=%.2f, b=%.2f",
                        base.pdist_log10_km_at_m0, base.pdist_per_magnitude)
-    base = base.replace(**fits["catalog"])
+    base = base.replace(**{k: v for k, v in fits["catalog"].items() if hasattr(base, k)})
     if picks is not None:
-        fits["background"] = fit_background(picks, reference, network)
+        fits["background"] = fit_background(picks, reference, network, travel_times, seed=settings.seed)
         base = base.replace(**{k: v for k, v in fits["background"].items() if hasattr(base, k)})
     base = base.replace(**settings.fixed)
     report["fits"] = fits
@@ -360,9 +392,13 @@ def calibrate(network: Network, reference: ReferenceEvents, travel_times: Travel
         if k not in primary:
             zoomed[k] = (lo, hi)
             continue
-        half = settings.zoom * (hi - lo)
         centre = getattr(best1, k)
-        zoomed[k] = (max(lo, centre - half), min(hi, centre + half))
+        if k in LOG_SCALE and lo > 0:
+            ratio = (hi / lo) ** settings.zoom
+            zoomed[k] = (max(lo, centre / ratio), min(hi, centre * ratio))
+        else:
+            half = settings.zoom * (hi - lo)
+            zoomed[k] = (max(lo, centre - half), min(hi, centre + half))
     n2 = settings.n_calls - n1
     if n2 > 0:
         best2, f2, hist2 = _search("round2", objective, zoomed, best1, n2 + 1, settings, checkpoint,
@@ -372,15 +408,53 @@ def calibrate(network: Network, reference: ReferenceEvents, travel_times: Travel
     best = best2 if f2 <= f1 else best1
     rounds = {"round1": {"bounds": primary, "best": f1, **hist1}, "round2": {"bounds": zoomed, "best": f2, **hist2}}
 
+    # Uncertainty: bootstrap intervals over the best evaluated points, profiles, and the
+    # parameters the data cannot identify fixed at their priors.
+    evaluated = []
+    for name, names, origin in (("round1_screen", list(primary), base), ("round1", list(primary), base),
+                                ("round2", list(zoomed), best1)):
+        xs, ys = checkpoint.done(name)
+        evaluated += [(y, origin.replace(**dict(zip(names, map(float, x))))) for x, y in zip(xs, ys)]
+    evaluated.sort(key=lambda item: item[0])
+    candidates = [best] + [p for _, p in evaluated[:settings.bootstrap_candidates]]
+    intervals = bootstrap_intervals(objective, candidates, list(spatial), settings.bootstrap, settings.seed)
+    profile = profiles(objective, best, spatial, settings.profile_points, LOG_SCALE)
+    verdict = unidentified(objective, best, profile, settings.bootstrap, settings.seed)
+    fixed_prior = sorted(k for k, v in verdict.items() if not v["identified"])
+    if fixed_prior:
+        logger.info("not identified by the data, fixed at their priors: %s", ", ".join(fixed_prior))
+    best = fix_unidentified(best, verdict, start)
+    report["uncertainty"] = {"intervals": intervals, "profiles": profile, "identifiability": verdict,
+                             "fixed_at_prior": fixed_prior, "objective_after_fixing": objective(best)}
+
+    if picks is not None and settings.pick_budget:
+        best, report["pick_budget"] = fit_pick_budget(network, travel_times, best, picks, reference.events,
+                                                      seed=settings.seed)
+
     if settings.timing_calls > 0 and np.isfinite(reference.residuals).any():
         timing = {k: v for k, v in settings.timing_bounds.items() if k not in settings.fixed}
         f_timing = residual_objective(reference, network, travel_times, settings.seed)
         before_timing = f_timing(best)
-        best3, f3, hist3 = _search("round3", f_timing, timing, best, settings.timing_calls, settings, checkpoint,
-                                   [getattr(best, k) for k in timing], progress)
-        rounds["round3"] = {"bounds": timing, "best": f3, "before": before_timing, **hist3}
+        # The error shape is a choice, not a continuous parameter: fit each and keep the closer.
+        shapes = [settings.fixed["timing_distribution"]] if "timing_distribution" in settings.fixed else \
+            ["normal", "laplace"]
+        fitted = {}
+        for shape in shapes:
+            name = "round3" if shape == "normal" else f"round3_{shape}"
+            start3 = best.replace(timing_distribution=shape)
+            fitted[shape] = _search(name, f_timing, timing, start3, settings.timing_calls, settings, checkpoint,
+                                    [getattr(start3, k) for k in timing], progress)
+        shape = min(fitted, key=lambda k: fitted[k][1])
+        best3, f3, hist3 = fitted[shape]
+        rounds["round3"] = {"bounds": timing, "best": f3, "before": before_timing, "distribution": shape,
+                            "by_distribution": {k: v[1] for k, v in fitted.items()}, **hist3}
         best = best3
     after, table_after = objective.evaluate(best)
+    report["co_selection"] = {"real": co_selection(objective.reference.selected_p, objective.reference.selected_s)}
+    for label, params in (("default", start), ("calibrated", best)):
+        sel = objective.synthetic(params)
+        seen = (sel.p | sel.s).sum(1) >= objective.min_stations
+        report["co_selection"][label] = co_selection(sel.p[seen], sel.s[seen])
     report.update(rounds=rounds, objective_calibrated=after,
                   per_bin_default=table_before.to_dict("records"), per_bin_calibrated=table_after.to_dict("records"))
     logger.info("objective %.4f at the starting parameters -> %.4f calibrated", before, after)

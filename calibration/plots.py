@@ -1,5 +1,7 @@
 """Calibration figures: convergence, real versus synthetic metrics per magnitude bin (before and
-after), and real versus synthetic station selections of matched events (report Fig. 3.12-3.14)."""
+after), and real versus synthetic station selections of matched events (report Fig. 3.12-3.14);
+parameter profiles with bootstrap intervals, picks per station-hour, and timing residual
+distributions with their tails."""
 
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ from catalogs.plots import save_figure  # noqa: E402
 
 _LABELS = {"n_p": "P picks", "n_s": "S picks", "n_ps": "stations with P and S", "inertia_p": "mean inertia P (km²)",
            "inertia_s": "mean inertia S (km²)", "inertia_union": "mean inertia P∪S (km²)", "moran_p": "Moran's I, P",
-           "moran_s": "Moran's I, S", "symdiff_union": "|real Δ synthetic| / (|real| + 1)"}
+           "moran_s": "Moran's I, S", "symdiff_union": "|real Δ synthetic| / (|real| + 1)",
+           "s_given_p": "P(S | P) per event", "s_given_no_p": "P(S | no P) per event",
+           "brier": "Brier score (black: spatially blind)"}
 
 
 def plot_convergence(rounds: dict, path: str | os.PathLike) -> None:
@@ -72,5 +76,62 @@ def plot_metrics_by_bin(before: pd.DataFrame, after: pd.DataFrame, path: str | o
     for ax in axes.ravel()[len(metrics):]:
         ax.axis("off")
     axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=120)
+
+
+def plot_profiles(profile: dict, best: dict, intervals: dict, identifiability: dict, path: str | os.PathLike) -> None:
+    """One panel per parameter: the objective along its bound (others at the optimum), the
+    optimum (red line) and its bootstrap 5-95 % interval (shaded); unidentified ones titled so."""
+    names = list(profile)
+    cols = 4
+    rows = int(np.ceil(len(names) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
+    for ax, name in zip(axes.ravel(), names):
+        ax.plot(profile[name]["x"], profile[name]["f"], "k.-")
+        if name in intervals:
+            ax.axvspan(intervals[name]["low"], intervals[name]["high"], color="tab:red", alpha=0.2, lw=0)
+        ax.axvline(best[name], color="tab:red")
+        ok = identifiability.get(name, {}).get("identified", True)
+        ax.set_title(name + ("" if ok else " (not identified: prior)"), fontsize=8)
+        ax.set_ylabel("f", fontsize=8)
+        ax.grid(True, lw=0.3)
+    for ax in axes.ravel()[len(names):]:
+        ax.axis("off")
+    fig.tight_layout()
+    save_figure(fig, path, dpi=120)
+
+
+def plot_pick_budget(stations: pd.DataFrame, path: str | os.PathLike, before_label: str = "synthetic, before") -> None:
+    """Picks per station-hour: real, synthetic before and after, one group of bars per station."""
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(stations)), 3.6))
+    x = np.arange(len(stations))
+    ax.bar(x - 0.27, stations["real"], 0.27, color="k", label="real")
+    ax.bar(x, stations["synthetic_before"], 0.27, color="0.6", label=before_label)
+    ax.bar(x + 0.27, stations["synthetic"], 0.27, color="tab:red", label="synthetic, calibrated")
+    ax.set_xticks(x, [str(s).split(".")[1] if "." in str(s) else str(s) for s in stations["station_id"]],
+                  rotation=60, fontsize=7)
+    ax.set_ylabel("picks per hour")
+    ax.legend(fontsize=8)
+    ax.grid(True, axis="y", lw=0.3)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=120)
+
+
+def plot_residuals(real: np.ndarray, synthetic: dict, path: str | os.PathLike, window_s: float = 1.0) -> None:
+    """Histograms (log counts, so the tails show) of real timing residuals ``[N, M, 2]`` (NaN
+    where not picked) against synthetic errors ``{label: [N, M, 2]}`` at the same picks, P and S."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    bins = np.linspace(-window_s, window_s, 41)
+    for k, (ax, phase) in enumerate(zip(axes, "PS")):
+        mask = np.isfinite(real[..., k])
+        ax.hist(real[..., k][mask], bins, histtype="stepfilled", color="0.8", label="real")
+        for (label, err), colour in zip(synthetic.items(), ("0.4", "tab:red", "tab:blue")):
+            ax.hist(err[..., k][mask], bins, histtype="step", color=colour, lw=1.3, label=label)
+        ax.set_yscale("log")
+        ax.set_xlabel(f"{phase} residual (s)")
+        ax.grid(True, lw=0.3)
+    axes[0].set_ylabel("picks")
+    axes[0].legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, path, dpi=120)

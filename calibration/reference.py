@@ -157,6 +157,8 @@ def label_picks(events: pd.DataFrame, picks: pd.DataFrame, network: Network, tra
         "score": kept["score"].to_numpy()[table["pick"].to_numpy()],
     })
     summary = {
+        "min_tolerance_s": min_tolerance_s,
+        "tolerance_fraction": tolerance_fraction,
         "picks": len(picks),
         "picks_on_unknown_stations": int(len(picks) - len(known)),
         "station_corrections_s": {sid: {"P": float(corrections[i, 0]), "S": float(corrections[i, 1])}

@@ -13,7 +13,11 @@ times a per-station factor (``station_detection``: site noise, outages), with
 ``u' = max(0, u + lambda_noise * eps)`` and ``eps = L z`` a noise field over the stations
 with covariance ``C_ij = exp(-d_ij^2 / sigma_noise^2)`` (the report's second iteration). The first
 iteration, a logistic perturbation of the probability, is ``noise_mode='logistic'``. Each station
-is then picked by a Bernoulli draw. Everything is vectorised over events and stations.
+is then picked by a Bernoulli draw whose uniform is ``Phi(z)`` of a Gaussian latent ``z``: the P
+and S latents of one event and station are correlated by ``ps_selection_correlation`` (a Gaussian
+copula), so a station that picked P is likelier to pick S, as real pickers do (the same signal
+quality decides both), while each phase keeps its own marginal probability. Everything is
+vectorised over events and stations.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import ndtr
 
 from generator.network import Network
 from generator.params import GeneratorParams
@@ -129,13 +134,16 @@ def sample_selections(network: Network, sources, magnitudes, params: GeneratorPa
     eps_p = correlated_noise(chol, n, rng)
     rho = params.ps_noise_correlation
     eps_s = rho * eps_p + np.sqrt(1.0 - rho**2) * correlated_noise(chol, n, rng)
-    uniform = rng.random((2, n, len(network)))
+    latent = rng.standard_normal((2, n, len(network)))
+    rho_ps = params.ps_selection_correlation
+    uniform_p = ndtr(latent[0])
+    uniform_s = ndtr(rho_ps * latent[0] + np.sqrt(1.0 - rho_ps**2) * latent[1])
     factors = station_factors(network, params)
     prob_p = factors[:, 0] * selection_probability(
         normalised_distance(sources, network.xyz, params.radial_factor_p * base, ell_p, params), eps_p, params)
     prob_s = factors[:, 1] * selection_probability(
         normalised_distance(sources, network.xyz, params.radial_factor_s * base, ell_s, params), eps_s, params)
-    return Selections(uniform[0] < prob_p, uniform[1] < prob_s, prob_p, prob_s)
+    return Selections(uniform_p < prob_p, uniform_s < prob_s, prob_p, prob_s)
 
 
 def sample_selection(event, stations, params: GeneratorParams, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

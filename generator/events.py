@@ -36,15 +36,17 @@ def omori_delays(n: int, c: float, p: float, t_max: float, rng: np.random.Genera
     return (c**q + u * ((t_max + c) ** q - c**q)) ** (1.0 / q) - c
 
 
-def rate_modulation(times_s: np.ndarray, duration_s: float, params: GeneratorParams, rng: np.random.Generator) -> np.ndarray:
-    """Multiplicative rate factor at ``times_s``: ``exp(v g(t) - v^2 / 2)`` with ``g`` a smooth
-    zero-mean, unit-variance random process, so the mean rate is preserved."""
+def rate_modulation(times_s: np.ndarray, duration_s: float, variability: float, timescale_hours: float,
+                    rng: np.random.Generator) -> np.ndarray:
+    """Multiplicative rate factor at ``times_s``: ``exp(v g(t) - v^2 / 2)`` with ``v =
+    variability`` and ``g`` a smooth zero-mean, unit-variance random process (sinusoids with
+    periods from ``timescale_hours`` to twice the duration), so the mean rate is preserved."""
     k = 8
-    shortest = params.rate_timescale_hours * 3600.0
+    shortest = timescale_hours * 3600.0
     periods = np.exp(rng.uniform(np.log(shortest), np.log(max(duration_s, shortest) * 2.0), k))
     phases = rng.uniform(0, 2 * np.pi, k)
     g = np.sqrt(2.0 / k) * np.cos(2 * np.pi * times_s[:, None] / periods + phases).sum(1)
-    v = params.rate_variability
+    v = variability
     return np.exp(v * g - v**2 / 2.0)
 
 
@@ -78,7 +80,8 @@ def sample_events(network: Network, params: GeneratorParams, duration_s: float, 
     n_bins = int(np.ceil(duration_s / bin_s))
     centres = (np.arange(n_bins) + 0.5) * bin_s
     widths = np.minimum(bin_s, duration_s - np.arange(n_bins) * bin_s)
-    rate = params.event_rate_per_day / 86400.0 * rate_modulation(centres, duration_s, params, rng)
+    rate = params.event_rate_per_day / 86400.0 * rate_modulation(centres, duration_s, params.rate_variability,
+                                                                 params.rate_timescale_hours, rng)
     counts = rng.poisson(rate * widths)
     starts = np.repeat(np.arange(n_bins) * bin_s, counts)
     t_bg = starts + rng.random(counts.sum()) * np.repeat(widths, counts)

@@ -67,6 +67,9 @@ class GeneratorParams:
     sigma_noise: float = _p(30.0, "km", "correlation length of the station noise field C_ij = exp(-d^2/sigma^2)")
     lambda_noise: float = _p(0.2, "1", "weight of the correlated noise")
     ps_noise_correlation: float = _p(0.8, "1", "correlation of the P and S noise fields")
+    ps_selection_correlation: float = _p(0.0, "1", "correlation of the Gaussian latents (copula) whose draws decide "
+                                                   "P and S selection at a station: 0 independent, > 0 makes an S "
+                                                   "pick likelier where P was picked")
     noise_mode: str = _p("distance", "-", "'distance': r' = max(0, r + lambda eps) (report 2nd iteration); "
                          "'logistic': probability perturbation (1st iteration)")
     sigma_logistic: float = _p(1.0, "1", "logistic harshness (noise_mode='logistic')")
@@ -78,6 +81,8 @@ class GeneratorParams:
     station_statics: dict = field(default_factory=dict, metadata={
         "unit": "s", "doc": "per-station [P, S] static corrections added to the predicted arrivals (slow "
                            "sediments, model error), keyed by station id; stations not listed use 0"})
+    timing_distribution: str = _p("normal", "-", "shape of the independent timing error: 'normal' or 'laplace' "
+                                  "(heavy tails, as GENIE trains with; same std)")
     timing_floor_s: float = _p(0.05, "s", "minimum std of independent P timing error")
     timing_fraction: float = _p(0.01, "1", "independent timing std as a fraction of travel time")
     s_timing_factor: float = _p(1.5, "1", "S timing errors are this much larger than P")
@@ -86,9 +91,24 @@ class GeneratorParams:
     timing_corr_length_km: float = _p(20.0, "km", "correlation length of the timing residual field")
 
     # --- false picks ----------------------------------------------------------------------------
-    background_rate_per_hour: float = _p(10.0, "1/h", "mean false-pick rate per station")
-    background_rate_spread: float = _p(0.5, "1", "log-normal std of the rate across stations")
+    background_rate_per_hour: float = _p(10.0, "1/h", "mean false-pick rate per station (arithmetic mean over stations)")
+    background_rate_spread: float = _p(0.5, "1", "log-normal std of the rate across stations not in station_background")
+    station_background: dict = field(default_factory=dict, metadata={
+        "unit": "1/h", "doc": "mean false-pick rate per station, keyed by station id (fitted from the real picks); "
+                              "stations not listed draw theirs from the log-normal above"})
+    background_rate_variability: float = _p(0.0, "1", "std of the log false-pick rate's smooth variation in time "
+                                                     "(network-wide: wind, traffic, swarm codas)")
+    background_timescale_hours: float = _p(2.0, "h", "shortest period of that variation")
     background_diurnal_amplitude: float = _p(0.3, "1", "relative day-night modulation of the false-pick rate")
+    background_diurnal_peak_hour: float = _p(12.0, "h UTC", "hour of the day at which the false-pick rate peaks "
+                                                            "(one phase for the whole network)")
+    duplicate_rate: float = _p(0.0, "1", "fraction of picks that the picker also reports with the other phase label "
+                                         "within duplicate_spread_s (PhaseNet's P/S double picks)")
+    duplicate_spread_s: float = _p(0.1, "s", "largest time difference of such a double pick")
+    edge_pick_rate_per_hour: float = _p(0.0, "1/h", "probability per station and hour of a spurious pick just after "
+                                                    "the hour (PhaseNet's hourly file edges)")
+    edge_offset_s: float = _p(0.01, "s", "time of the edge pick after the full hour")
+    edge_p_fraction: float = _p(1.0, "1", "fraction of edge picks labelled P")
     false_p_fraction: float = _p(0.5, "1", "fraction of background false picks labelled P")
     coda_pick_rate: float = _p(0.1, "1", "probability that a true arrival spawns a coda pick")
     coda_delay_s: float = _p(2.0, "s", "mean delay of a coda pick after its arrival")
@@ -134,6 +154,8 @@ class GeneratorParams:
             try:
                 if name in ("station_detection", "station_statics"):
                     clean[name] = {str(k): [float(v[0]), float(v[1])] for k, v in dict(value).items()}
+                elif name == "station_background":
+                    clean[name] = {str(k): float(v) for k, v in dict(value).items()}
                 elif isinstance(default, bool):
                     clean[name] = bool(value)
                 elif isinstance(default, tuple):
@@ -172,6 +194,12 @@ class GeneratorParams:
             ("depth_max_km", self.depth_max_km >= self.depth_min_km),
             ("noise_mode", self.noise_mode in ("distance", "logistic")),
             ("ps_noise_correlation", -1.0 <= self.ps_noise_correlation <= 1.0),
+            ("ps_selection_correlation", -1.0 < self.ps_selection_correlation < 1.0),
+            ("timing_distribution", self.timing_distribution in ("normal", "laplace")),
+            ("station_background", all(v >= 0 for v in self.station_background.values())),
+            ("background_rate_variability", self.background_rate_variability >= 0),
+            ("duplicate_rate", 0.0 <= self.duplicate_rate <= 1.0),
+            ("edge_pick_rate_per_hour", 0.0 <= self.edge_pick_rate_per_hour <= 1.0),
             ("ps_ellipse_correlation", -1.0 <= self.ps_ellipse_correlation <= 1.0),
             ("score_min", 0.0 <= self.score_min < 1.0),
             ("omori_p", self.omori_p > 0),

@@ -2,7 +2,8 @@
 
 Output picks follow the data contract (``station_id, time, phase, score, amplitude``) plus truth
 columns ``event_id`` (-1 for false picks), ``true_phase`` (the arrival's phase; ``""`` for false
-picks) and ``pick_type`` (``arrival``, ``coda``, ``background``, ``spike``, ``incoherent``). Events follow the
+picks) and ``pick_type`` (``arrival``, ``coda``, ``background``, ``spike``, ``edge``, ``incoherent``,
+``duplicate``). Events follow the
 contract (``event_id`` as str) plus ``x_km, y_km, n_p, n_s, burst_id`` and ``origin_s`` (seconds
 from the start).
 """
@@ -15,7 +16,7 @@ import pandas as pd
 from generator.amplitudes import arrival_amplitudes, station_terms
 from generator.detection import sample_selections
 from generator.events import sample_events
-from generator.false_picks import background_picks, coda_picks, flip_phases, spike_picks
+from generator.false_picks import background_picks, coda_picks, duplicate_picks, edge_picks, flip_phases, spike_picks
 from generator.network import Network
 from generator.params import GeneratorParams
 from generator.timing import arrival_errors
@@ -107,23 +108,32 @@ def generate(stations, travel_times: TravelTimes, params: GeneratorParams, durat
     ev, sta, true_phase, t, amp, n_p, n_s = _event_picks(events, network, travel_times, params, terms, statics, rng)
     label = flip_phases(true_phase, params, rng)
     c_sta, c_t, c_ph = coda_picks(sta, t, label, params, rng)
-    b_sta, b_t, b_ph = background_picks(n_sta, duration_s, params, rng)
+    start_hour = (start - start.floor("D")).total_seconds() / 3600.0
+    b_sta, b_t, b_ph = background_picks(network.ids, duration_s, params, rng, start_hour)
     s_sta, s_t, s_ph = spike_picks(n_sta, duration_s, params, rng)
+    e_sta, e_t, e_ph = edge_picks(n_sta, duration_s, params, rng, start_hour)
     i_sta, i_t, i_ph = incoherent_picks(network, travel_times, params, duration_s, terms, statics, rng, reference)
-    n_true, n_false = len(t), len(c_t) + len(b_t) + len(s_t) + len(i_t)
+    # The picker's double picks come from any pick it made, true or false.
+    parts = [(sta, t, label), (c_sta, c_t, c_ph), (b_sta, b_t, b_ph), (s_sta, s_t, s_ph), (e_sta, e_t, e_ph),
+             (i_sta, i_t, i_ph)]
+    all_sta, all_t, all_ph = (np.concatenate([p[k] for p in parts]) for k in range(3))
+    d_sta, d_t, d_ph = duplicate_picks(all_sta.astype(np.int64), all_t, all_ph.astype(np.int8), params, rng)
+    parts.append((d_sta, d_t, d_ph))
+    n_true = len(t)
+    n_false = sum(len(p[1]) for p in parts) - n_true
     noise_amp = params.noise_amplitude * 10.0 ** rng.normal(0.0, 0.3, n_false)
 
     picks = pd.DataFrame({
-        "station_id": network.ids[np.concatenate([sta, c_sta, b_sta, s_sta, i_sta]).astype(np.int64)],
-        "time_s": np.concatenate([t, c_t, b_t, s_t, i_t]),
-        "phase": np.array(["P", "S"])[np.concatenate([label, c_ph, b_ph, s_ph, i_ph]).astype(np.int64)],
+        "station_id": network.ids[np.concatenate([p[0] for p in parts]).astype(np.int64)],
+        "time_s": np.concatenate([p[1] for p in parts]),
+        "phase": np.array(["P", "S"])[np.concatenate([p[2] for p in parts]).astype(np.int64)],
         "score": np.concatenate([_scores(n_true, params.true_score_beta, params, rng),
                                  _scores(n_false, params.false_score_beta, params, rng)]),
         "amplitude": np.concatenate([amp, noise_amp]),
         "event_id": np.concatenate([ev, np.full(n_false, -1)]),
         "true_phase": np.concatenate([np.array(["P", "S"])[true_phase], np.full(n_false, "")]),
-        "pick_type": np.repeat(["arrival", "coda", "background", "spike", "incoherent"],
-                               [n_true, len(c_t), len(b_t), len(s_t), len(i_t)]),
+        "pick_type": np.repeat(["arrival", "coda", "background", "spike", "edge", "incoherent", "duplicate"],
+                               [len(p[1]) for p in parts]),
     })
     picks = picks[(picks["time_s"] >= 0.0) & (picks["time_s"] < duration_s)]
     picks = picks.sort_values(["time_s", "station_id", "phase"], kind="stable").reset_index(drop=True)

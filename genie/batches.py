@@ -191,7 +191,7 @@ def draw_batch(model: GenieModel, network: Network, travel_times: TravelTimes, p
     assoc_event = np.where(target >= 0, target, np.where(decoy_near_event, SKIP, NO_EVENT))
     return Batch(
         picks=PickTable(truth.station, truth.time_s, truth.phase, n_sta, device=dev),
-        pick_event=torch.as_tensor(truth.event, device=dev),
+        pick_event=torch.as_tensor(np.array(truth.event), device=dev),
         pick_phase=torch.as_tensor(truth.true_phase, device=dev),
         centre_s=centre_t,
         active=torch.as_tensor(active, device=dev),

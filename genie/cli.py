@@ -190,12 +190,14 @@ def _calibrate(args: argparse.Namespace) -> int:
     from catalogs.stations import read_stations
     from calibration.objective import Objective
     from calibration.optimize import CalibrationSettings, calibrate
-    from calibration.plots import plot_convergence, plot_metrics_by_bin
+    from calibration.budget import simulate_rates
+    from calibration.plots import plot_convergence, plot_metrics_by_bin, plot_pick_budget, plot_profiles, plot_residuals
     from calibration.reference import label_picks
     from generator.network import Network
     from generator.params import GeneratorParams
     from generator.plots import plot_real_vs_synthetic
     from generator.synthesize import travel_time_extent
+    from generator.timing import arrival_errors
     from generator.traveltimes import TravelTimes
     from generator.velocity import load_velocity_model
 
@@ -231,6 +233,21 @@ def _calibrate(args: argparse.Namespace) -> int:
     plot_convergence(report["rounds"], figures / "convergence.png")
     plot_metrics_by_bin(pd.DataFrame(report["per_bin_default"]), pd.DataFrame(report["per_bin_calibrated"]),
                         figures / "metrics_by_magnitude.png")
+    unc = report["uncertainty"]
+    plot_profiles(unc["profiles"], json.loads(best.to_json()), unc["intervals"], unc["identifiability"],
+                  figures / "profiles.png")
+    budget = pd.DataFrame(report["pick_budget"]["stations"]) if "pick_budget" in report else None
+    if budget is not None:
+        t0 = picks["time"].min().floor("h")
+        duration = (picks["time"].max() - t0).total_seconds()
+        default_rates = simulate_rates(network, travel_times, start, duration, t0, reference.events, args.seed)
+        budget["synthetic_before"] = (default_rates[0] + default_rates[1]).round(2)
+        plot_pick_budget(budget, figures / "picks_per_station_hour.png", before_label="synthetic, default")
+    tt_ref = travel_times(reference.sources, network.xyz)
+    plot_residuals(reference.residuals, {
+        label: arrival_errors(tt_ref, network, params, np.random.default_rng(args.seed))
+        for label, params in (("synthetic, default", start), ("synthetic, calibrated", best))},
+        figures / "residuals.png", window_s=max(1.0, float(reference.summary.get("min_tolerance_s", 1.0))))
     order = np.argsort(reference.magnitudes)
     for q in (0.25, 0.6, 0.9):
         i = int(order[int(q * (len(order) - 1))])
@@ -245,9 +262,28 @@ def _calibrate(args: argparse.Namespace) -> int:
           f"to {s['events_kept']} of {s['events']} catalog events")
     print(f"objective: {report['objective_default']:.4f} at the starting parameters -> "
           f"{report['objective_calibrated']:.4f} calibrated")
+    intervals = unc["intervals"]
     for name in ("radial_factor_p", "radial_factor_s", "miss_pick_rate", "p_exp", "lambda_noise", "sigma_noise",
-                 "pdist_log10_km_at_m0", "pdist_per_magnitude", "timing_floor_s", "background_rate_per_hour"):
-        print(f"  {name:24s} {getattr(start, name):10.4g} -> {getattr(best, name):10.4g}")
+                 "ps_selection_correlation", "ps_noise_correlation", "pdist_log10_km_at_m0", "pdist_per_magnitude",
+                 "timing_floor_s", "event_bias_s", "event_rate_per_day", "background_rate_per_hour"):
+        ci = f"  (bootstrap 5-95 %: {intervals[name]['low']:.4g} to {intervals[name]['high']:.4g})" \
+            if name in intervals else ""
+        print(f"  {name:24s} {getattr(start, name):10.4g} -> {getattr(best, name):10.4g}{ci}")
+    if unc["fixed_at_prior"]:
+        print(f"not identified by the data, kept at their starting values: {', '.join(unc['fixed_at_prior'])}")
+    print(f"timing errors: {best.timing_distribution} (residual distance {report['rounds']['round3']['by_distribution']})"
+          if "round3" in report["rounds"] else "timing errors: not fitted")
+    cs = report["co_selection"]
+    print("P/S co-selection (P(S|P), P(S|no P), within-event correlation): " + "; ".join(
+        f"{k} {v['s_given_p']:.2f} {v['s_given_no_p']:.2f} {v['correlation']:.2f}" for k, v in cs.items()))
+    if "background" in report["fits"]:
+        bg = report["fits"]["background"]
+        print(f"unlabelled picks {bg['unlabelled_picks']}: {bg['coherent_picks']} line up across >= 4 stations "
+              f"(about {bg['coherent_by_chance']} by chance): arrivals of uncatalogued events, left out of the noise")
+    if budget is not None:
+        worst = budget.iloc[int((budget["ratio"] - 1).abs().argmax())]
+        print(f"picks per station-hour, synthetic / real: {budget['ratio'].min():.2f} to {budget['ratio'].max():.2f} "
+              f"(worst {worst['station_id']})")
     print(f"written to {out}/ (generator_params.json, calibration_report.json, figures/, checkpoint.json)")
     return 0
 

@@ -256,6 +256,11 @@ def train(network: Network, travel_times: TravelTimes, params: GeneratorParams, 
         if state["meta"] != model.metadata():
             raise InputError(f"{checkpoint_path}: written for another model or network; "
                              "use a new --out or delete the checkpoint")
+        saved = out / "generator_params.json"
+        # Resuming on another generator would train one model on two distributions unnoticed.
+        if saved.is_file() and GeneratorParams.from_json(saved).to_json() != params.to_json():
+            raise InputError(f"{checkpoint_path}: trained on other generator parameters ({saved}); "
+                             "use a new --out or delete the checkpoint")
         model.load_state_dict(state["model"])
         step, history = state["step"], state["history"]
         logger.info("resuming from %s at step %d", checkpoint_path, step)

@@ -246,10 +246,89 @@ def test_false_pick_rates(homogeneous_tt):
     params = GeneratorParams(background_rate_per_hour=20.0, background_rate_spread=0.0,
                              background_diurnal_amplitude=0.0, spike_rate_per_day=10.0, spike_station_fraction=0.5)
     rng = np.random.default_rng(0)
-    sta, t, ph = background_picks(10, 86400.0, params, rng)
+    sta, t, ph = background_picks([f"S{i}" for i in range(10)], 86400.0, params, rng)
     assert len(t) == pytest.approx(20 * 24 * 10, rel=0.05) and 0.45 < (ph == 0).mean() < 0.55
     sta, t, _ = spike_picks(40, 86400.0 * 10, params, rng)
     assert len(t) == pytest.approx(100 * 40 * 0.5, rel=0.25)
+
+
+def test_background_rates_per_station_mean_and_cycle():
+    """Listed stations get their own rate; unlisted ones a log-normal factor of mean 1 (not
+    median 1); the day-night cycle peaks at the hour given, in UTC, for every station."""
+    from generator.false_picks import background_picks, station_background_rates
+
+    ids = [f"S{i}" for i in range(4000)]
+    params = GeneratorParams(background_rate_per_hour=50.0, background_rate_spread=0.9,
+                             station_background={"S0": 5.0, "S1": 400.0})
+    rates = station_background_rates(ids, params, np.random.default_rng(0))
+    assert rates[0] == 5.0 and rates[1] == 400.0
+    assert rates[2:].mean() == pytest.approx(50.0, rel=0.05)  # median would be 50 exp(-0.405) = 33
+    cyc = GeneratorParams(background_rate_per_hour=200.0, background_rate_spread=0.0,
+                          background_diurnal_amplitude=0.8, background_diurnal_peak_hour=20.0)
+    sta, t, _ = background_picks(["A", "B"], 86400.0 * 5, cyc, np.random.default_rng(1), start_hour_utc=6.0)
+    hour = np.floor((6.0 + t / 3600.0) % 24).astype(int)
+    for station in (0, 1):
+        counts = np.bincount(hour[sta == station], minlength=24)
+        assert abs(int(np.argmax(counts)) - 20) <= 1 and counts[20] / counts[8] > 4.0  # (1.8 / 0.2 = 9)
+
+
+def test_background_rate_varies_in_time():
+    """With background_rate_variability the hourly counts vary beyond Poisson, mean kept."""
+    from generator.false_picks import background_picks
+
+    ids = [f"S{i}" for i in range(20)]
+    base = dict(background_rate_per_hour=30.0, background_rate_spread=0.0, background_diurnal_amplitude=0.0)
+    spreads = {}
+    for v in (0.0, 0.8):
+        _, t, _ = background_picks(ids, 86400.0 * 20, GeneratorParams(background_rate_variability=v, **base),
+                                   np.random.default_rng(2))
+        hourly = np.bincount((t // 3600).astype(int), minlength=480)
+        spreads[v] = np.log(hourly).std()
+        assert hourly.mean() == pytest.approx(600.0, rel=0.3)
+    assert spreads[0.0] < 0.06 and spreads[0.8] > 0.4  # Poisson alone: 1 / sqrt(600) = 0.04
+
+
+def test_edge_and_double_picks():
+    """Edge picks sit edge_offset_s after each full UTC hour; doubles carry the other label."""
+    from generator.false_picks import duplicate_picks, edge_picks
+
+    params = GeneratorParams(edge_pick_rate_per_hour=0.5, duplicate_rate=0.2, duplicate_spread_s=0.05)
+    sta, t, _ = edge_picks(10, 86400.0, params, np.random.default_rng(0), start_hour_utc=0.5)
+    hours = (t - 1800.0 - 0.01) / 3600.0
+    assert np.allclose(hours, np.round(hours)) and len(t) == pytest.approx(0.5 * 24 * 10, rel=0.2)
+    phase = np.zeros(10_000, np.int8)
+    d_sta, d_t, d_ph = duplicate_picks(np.arange(10_000), np.arange(10_000.0), phase, params, np.random.default_rng(0))
+    assert len(d_t) == pytest.approx(2000, rel=0.1) and (d_ph == 1).all()
+    assert np.abs(d_t - d_sta).max() <= 0.05
+
+
+def test_ps_selection_copula_correlation_recovered():
+    """With P and S selection probabilities 1/2, P(both) = 1/4 + arcsin(rho) / (2 pi) for the
+    Gaussian copula: the correlation given is recovered from many draws, marginals unchanged."""
+    net = grid_network()
+    n = 20_000
+    for rho in (0.0, 0.6):
+        params = GeneratorParams(miss_pick_rate=0.5, lambda_noise=0.0, pdist_log10_km_at_m0=4.0, pdist_per_magnitude=0.0,
+                                 pdist_max_km=1e4, radial_perturb_factor=0.0, axis_perturb_factor=0.0,
+                                 ps_selection_correlation=rho)
+        sel = sample_selections(net, np.zeros((n, 3)) + [0, 0, 5], np.full(n, 1.0), params, np.random.default_rng(3))
+        assert np.allclose(sel.prob_p, 0.5, atol=1e-3) and np.allclose(sel.prob_s, 0.5, atol=1e-3)
+        both = (sel.p & sel.s).mean()
+        assert np.sin(2 * np.pi * (both - 0.25)) == pytest.approx(rho, abs=0.02)
+        assert sel.p.mean() == pytest.approx(0.5, abs=0.01) and sel.s.mean() == pytest.approx(0.5, abs=0.01)
+
+
+def test_laplace_timing_errors():
+    """Laplace timing errors keep the std and have the Laplace scale sigma / sqrt(2) and kurtosis 6."""
+    from generator.timing import arrival_errors
+
+    net = grid_network()
+    params = GeneratorParams(timing_distribution="laplace", timing_floor_s=0.2, timing_fraction=0.0,
+                             event_bias_s=0.0, timing_corr_s=0.0)
+    err = arrival_errors(np.ones((20_000, len(net), 2)), net, params, np.random.default_rng(0))[..., 0].ravel()
+    assert np.abs(err).mean() == pytest.approx(0.2 / np.sqrt(2), rel=0.02)  # Laplace MLE of the scale
+    assert err.std() == pytest.approx(0.2, rel=0.02)
+    assert (err**4).mean() / err.var() ** 2 == pytest.approx(6.0, rel=0.1)
 
 
 def test_selection_figures(tmp_path):

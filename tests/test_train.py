@@ -60,6 +60,10 @@ def test_training_resumes_exactly(homogeneous_tt, tmp_path):
     # A checkpoint from another model is refused rather than silently mixed.
     with pytest.raises(InputError, match="another model"):
         train(network, homogeneous_tt, PARAMS, {**TINY, "hidden": 9}, _config(4), tmp_path / "b", progress=False)
+    # So is one trained on another generator.
+    with pytest.raises(InputError, match="other generator parameters"):
+        train(network, homogeneous_tt, PARAMS.replace(ps_selection_correlation=0.5), TINY, _config(4), tmp_path / "b",
+              progress=False)
 
 
 def test_learning_rate_decays_to_the_final_rate():
