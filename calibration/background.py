@@ -46,8 +46,13 @@ def pair_moveout_bounds(network: Network, travel_times: TravelTimes, statics: np
     gx, gy, gz = np.meshgrid(np.arange(x0, x1 + spacing_km, spacing_km), np.arange(y0, y1 + spacing_km, spacing_km),
                              np.arange(0.0, depth_max_km + spacing_km, spacing_km), indexing="ij")
     sources = np.column_stack([gx.ravel(), gy.ravel(), gz.ravel()])
-    arrival = travel_times(sources, network.xyz) + statics[None]  # [G, M, 2]
-    spread = np.abs(arrival[:, :, None, :] - arrival[:, None, :, :]).max(0)
+    m = len(network)
+    spread = np.zeros((m, m, 2))
+    # Grid chunks keep the [chunk, M, M, 2] differences near 8 M values on any network size.
+    chunk = max(1, 8_000_000 // (2 * m * m))
+    for lo in range(0, len(sources), chunk):
+        arrival = travel_times(sources[lo:lo + chunk], network.xyz) + statics[None]  # [G, M, 2]
+        np.maximum(spread, np.abs(arrival[:, :, None, :] - arrival[:, None, :, :]).max(0), out=spread)
     return spread + tolerance_s
 
 
@@ -84,9 +89,11 @@ def _station_shifted(station: np.ndarray, time_s: np.ndarray, duration_s: float,
 
 
 def fit_background(picks: pd.DataFrame, reference: ReferenceEvents, network: Network,
-                   travel_times: TravelTimes | None = None, min_stations: int = 4, seed: int = 0) -> dict:
+                   travel_times: TravelTimes | None = None, statics: np.ndarray | None = None,
+                   min_stations: int = 4, seed: int = 0) -> dict:
     """Background parameters of the generator from the picks ``reference`` leaves unlabelled
-    (module doc). Without ``travel_times`` no pick is flagged as coherent."""
+    (module doc). ``statics [M, 2]`` (s, P and S; 0 when None) widen the moveout bounds. Without
+    ``travel_times`` no pick is flagged as coherent."""
     labelled = np.zeros(len(picks), bool)
     labelled[reference.assignments["pick_index"].to_numpy(dtype=int)] = True
     sta = station_index(picks, network.stations, source="background fit")
@@ -109,12 +116,7 @@ def fit_background(picks: pd.DataFrame, reference: ReferenceEvents, network: Net
     chance = np.zeros(n_sta)
     coherent = np.zeros(len(f_t), bool)
     if travel_times is not None and len(f_t):
-        statics = np.zeros((n_sta, 2))
-        for i, sid in enumerate(network.ids):
-            c = reference.summary.get("station_corrections_s", {}).get(str(sid))
-            if c:
-                statics[i] = (c["P"], c["S"])
-        bounds = pair_moveout_bounds(network, travel_times, statics)
+        bounds = pair_moveout_bounds(network, travel_times, np.zeros((n_sta, 2)) if statics is None else statics)
         coherent = coherent_picks(f_sta, f_t, f_ph, bounds, min_stations)
         rng = np.random.default_rng(seed)
         shifted = _station_shifted(f_sta, f_t, hours * 3600.0, rng)

@@ -369,7 +369,8 @@ def calibrate(network: Network, reference: ReferenceEvents, travel_times: Travel
                        base.pdist_log10_km_at_m0, base.pdist_per_magnitude)
     base = base.replace(**{k: v for k, v in fits["catalog"].items() if hasattr(base, k)})
     if picks is not None:
-        fits["background"] = fit_background(picks, reference, network, travel_times, seed=settings.seed)
+        fits["background"] = fit_background(picks, reference, network, travel_times, base.statics_for(network.ids),
+                                            seed=settings.seed)
         base = base.replace(**{k: v for k, v in fits["background"].items() if hasattr(base, k)})
     base = base.replace(**settings.fixed)
     report["fits"] = fits

@@ -39,7 +39,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from calibration.budget import simulate_rates, picks_per_station_hour  # noqa: E402
+from calibration.budget import picks_per_station_hour, simulate_rates  # noqa: E402
 from calibration.metrics import co_selection  # noqa: E402
 from calibration.objective import Objective  # noqa: E402
 from calibration.reference import label_picks  # noqa: E402
@@ -58,13 +58,6 @@ def hourly(events: pd.DataFrame, start: pd.Timestamp, hours: int) -> np.ndarray:
     """Events per hour ``[hours]`` from ``start``."""
     index = ((events["time"] - start).dt.total_seconds() // 3600).to_numpy(dtype=int)
     return np.bincount(index[(index >= 0) & (index < hours)], minlength=hours)
-
-
-def load_params(path) -> GeneratorParams:
-    """Parameters from JSON, ignoring names this version does not know (older files)."""
-    values = json.loads(Path(path).read_text())
-    known = {k: v for k, v in values.items() if k in GeneratorParams.__dataclass_fields__}
-    return GeneratorParams.from_dict(known, str(path))
 
 
 def main(argv=None) -> int:
@@ -130,7 +123,7 @@ def main(argv=None) -> int:
         row.update(events_per_hour=ours.mean(), scsn_per_hour=scsn_hourly.mean(),
                    hourly_correlation=float(np.corrcoef(ours, scsn_hourly)[0, 1]),
                    shifted_events=len(fake_events), shifted_fraction=len(fake_events) / max(len(events), 1))
-        params = load_params(params_path)
+        params = GeneratorParams.from_json(params_path)
         row["objective"] = objective(params)
         arrivals, noise = simulate_rates(model.network, model.travel_times, params, hours * 3600.0, start,
                                          reference.events, args.seed)
