@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SALTON := $(DATA)/salton_sea_2020
 
-.PHONY: install test test-slow demo bench clean
+.PHONY: install test test-slow demo data bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,9 +27,10 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m "slow"
 
 # The whole chain on the Salton Sea days: check the data (compare), calibrate the generator to the
-# real picks, generate a day of synthetic picks, train the model, associate the real picks and
-# compare the catalog with SCSN.
-demo: $(STAMP)
+# real picks, generate a day of synthetic picks, train the model (a finished model is reused),
+# then self-train: round 0 associates the real picks and compares them with SCSN, round 1
+# harvests confident events, recalibrates, fine-tunes and re-associates; the final table ends it.
+demo: $(STAMP) data
 	$(BIN)/genie compare \
 		--catalog $(SALTON)/catalog_scsn.csv \
 		--reference $(SALTON)/catalog_scsn.csv \
@@ -50,12 +51,22 @@ demo: $(STAMP)
 		--stations $(SALTON)/stations.csv \
 		--generator-params $(OUT)/calibration/generator_params.json \
 		--config small --out $(OUT)/model
-	$(BIN)/genie associate \
+	$(BIN)/genie self-train \
 		--picks $(SALTON)/picks_phasenet.csv \
 		--stations $(SALTON)/stations.csv \
-		--model $(OUT)/model \
 		--reference $(SALTON)/catalog_scsn.csv \
-		--out $(OUT)/associate
+		--model $(OUT)/model \
+		--rounds 1 --finetune-steps 500 --out $(OUT)/selftrain
+
+# The demo's data: two days of real PhaseNet picks and the SCSN catalog of the 2020 Westmorland
+# swarm, from the GaMMA project's real-data example.
+data:
+	@test -f $(SALTON)/picks_phasenet.csv || { \
+		echo "make demo: no Salton Sea data in $(SALTON)/ (picks_phasenet.csv, stations.csv, catalog_scsn.csv)."; \
+		echo "They are the GaMMA project's real-data example (https://github.com/AI4EPS/GaMMA, MIT licence):"; \
+		echo "two days of PhaseNet picks on 16 SCSN stations and the SCSN catalog, 2020-10-01 to 2020-10-02."; \
+		echo "Put them in DIR/salton_sea_2020/ and run: make demo DATA=DIR"; \
+		exit 2; }
 
 # The Salton Sea benchmark against PyOcto and GaMMA (after make demo). The peers are installed
 # without their dependency pins: pyocto 0.2.2 asks numpy<2 on Python 3.11 and gmma 1.2.17

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from catalogs.fileio import write_csv_atomic, write_text_atomic
 from catalogs.gutenberg_richter import b_value, mc_goodness_of_fit, mc_max_curvature
 from catalogs.matching import match_catalogs
+from catalogs.schema import format_times
 
 
 @dataclass
@@ -195,3 +199,30 @@ def summary_table(report: dict) -> str:
     ]
     return "\n".join(lines)
 
+
+def write_comparison(catalog, reference, out: Path, labels: dict, stations=None, max_dt: float = 3.0,
+                     max_dist: float = 15.0, magnitude_bin: float = 0.5, dm: float = 0.1,
+                     extra: dict | None = None) -> dict:
+    """Match ``catalog`` to ``reference`` and write ``report.json``, the matched / missed / new
+    CSVs and the four figures into ``out``; returns the report."""
+    from catalogs.events import write_catalog
+    from catalogs.plots import plot_differences, plot_gutenberg_richter, plot_map, plot_recall
+
+    comparison = compare_catalogs(catalog, reference, max_dt_s=max_dt, max_dist_km=max_dist,
+                                  magnitude_bin=magnitude_bin, dm=dm)
+    report = {**(extra or {}), "labels": labels, **comparison.report}
+    out.mkdir(parents=True, exist_ok=True)
+    pairs = comparison.pairs.copy()
+    pairs.insert(4, "reference_time",
+                 format_times(reference["time"].iloc[pairs["reference_index"].to_numpy(dtype=int)]).to_numpy())
+    pairs.insert(5, "reference_magnitude", reference["magnitude"].to_numpy()[pairs["reference_index"].to_numpy(dtype=int)])
+    write_csv_atomic(pairs, out / "matched.csv")
+    write_catalog(comparison.missed, None, None, out / "missed.csv")
+    write_catalog(comparison.new, None, None, out / "new.csv")
+    plot_gutenberg_richter({"catalog": catalog["magnitude"], "reference": reference["magnitude"]},
+                           report["gutenberg_richter"], out / "gutenberg_richter.png", dm=dm, labels=labels)
+    plot_map(catalog, reference, out / "map.png", stations=stations, missed=comparison.missed, labels=labels)
+    plot_recall(report["by_magnitude"], out / "recall_vs_magnitude.png")
+    plot_differences(comparison.pairs, out / "differences.png")
+    write_text_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
+    return report

@@ -235,3 +235,16 @@ def attach_stations(picks: pd.DataFrame, stations: pd.DataFrame, source: str = "
     kept.insert(len(PICK_COLUMNS), "raw_station_id", kept["station_id"])
     kept["station_id"] = stations["station_id"].to_numpy()[index[known]]
     return kept.reset_index(drop=True), picks[~known]
+
+
+def station_shifted(picks: pd.DataFrame, seed: int | np.random.Generator = 0, low_s: float = 20.0,
+                    high_s: float = 120.0) -> pd.DataFrame:
+    """The false-detection test: ``picks`` with each station's picks moved by its own offset,
+    uniform in ``[low_s, high_s]`` s, so the moveout of every event is destroyed while each
+    station keeps its own pick rate and timing. Events found on these picks are chance alignments."""
+    rng = np.random.default_rng(seed)
+    ids = np.sort(picks["station_id"].astype(str).unique())
+    offset = dict(zip(ids, rng.uniform(low_s, high_s, len(ids))))
+    out = picks.copy()
+    out["time"] = out["time"] + pd.to_timedelta(out["station_id"].astype(str).map(offset), unit="s")
+    return out.sort_values("time", kind="stable").reset_index(drop=True)

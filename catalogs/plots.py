@@ -37,8 +37,10 @@ def plot_gutenberg_richter(magnitudes: dict, summaries: dict, path: str | os.Pat
     """
     labels = labels or {}
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
+    cycle = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"][1:])
     for name, mags in magnitudes.items():
-        colour = _COLOURS.get(name, None)
+        # One colour per catalog for its cumulative and incremental curves and its Mc line.
+        colour = _COLOURS.get(name) or next(cycle)
         fmd = frequency_magnitude(mags, dm)
         if fmd.empty:
             continue

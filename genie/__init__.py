@@ -5,6 +5,7 @@ public names (imported on first use, so that ``genie --help`` does not load torc
 
     from genie import Associator
     events, assignments = Associator.from_pretrained("model_dir").associate(picks, stations)
+    summary = SelfTrainer(picks, stations, "out", reference=catalog, model_dir="model_dir").run()
 """
 
 import importlib
@@ -19,6 +20,9 @@ _PUBLIC = {
     "ModelConfig": "genie.model",
     "TrainConfig": "genie.train",
     "train": "genie.train",
+    "SelfTrainer": "genie.selftrain",
+    "SelfTrainSettings": "genie.selftrain",
+    "ConfidenceSettings": "genie.pseudolabels",
 }
 
 __all__ = ["__version__", *_PUBLIC]

@@ -58,7 +58,8 @@ from tqdm.auto import tqdm
 
 from catalogs.events import write_catalog
 from catalogs.fileio import read_json_object, write_csv_atomic, write_text_atomic
-from catalogs.magnitude import MAGNITUDE_TYPE, MagnitudeScale, event_magnitudes
+from catalogs.magnitude import MAGNITUDE_TYPE, MagnitudeScale, event_magnitudes, fit_station_terms
+from catalogs.matching import match_catalogs
 from catalogs.picks import match_station_ids
 from catalogs.projection import epicentral_distance_km
 from catalogs.schema import InputError, seconds_since
@@ -478,6 +479,21 @@ class Associator:
                              "phase": assignments["phase"].to_numpy(),
                              "magnitude": scale.pick_magnitudes(amplitude, distance, station_ids,
                                                                 assignments["phase"].to_numpy())})
+
+    def fit_magnitude_scale(self, events: pd.DataFrame, assignments: pd.DataFrame, picks: pd.DataFrame,
+                            reference: pd.DataFrame, label: str, max_dt_s: float = 3.0,
+                            max_dist_km: float = 15.0) -> tuple[MagnitudeScale | None, dict]:
+        """Station terms of the amplitude law fitted to the magnitudes of ``reference`` events
+        matched one-to-one (``max_dt_s``, ``max_dist_km``): ``(scale or None, fit summary)``."""
+        pairs = match_catalogs(events, reference, max_dt_s=max_dt_s, max_dist_km=max_dist_km)
+        matched = pd.Series(reference["magnitude"].to_numpy()[pairs["reference_index"].to_numpy(dtype=int)],
+                            index=events["event_id"].to_numpy()[pairs["catalog_index"].to_numpy(dtype=int)])
+        raw = self.pick_magnitudes(events, assignments, picks, MagnitudeScale())
+        terms, summary = fit_station_terms(raw["event_id"], raw["station_id"], raw["phase"], raw["magnitude"], matched)
+        if not terms:
+            return None, summary
+        return MagnitudeScale(terms=terms, source=f"GaMMA amplitude law with station terms fitted to {label} "
+                                                  f"({summary['n_events']} events)"), summary
 
     def add_magnitudes(self, events: pd.DataFrame, assignments: pd.DataFrame, picks: pd.DataFrame,
                        scale: MagnitudeScale | None = None) -> pd.DataFrame:

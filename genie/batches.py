@@ -37,6 +37,7 @@ from genie.model import GenieModel
 START = pd.Timestamp("2020-01-01T00:00:00Z")
 NO_EVENT = -1  # association target of a decoy query: no pick belongs to it
 SKIP = -2  # query slot 0 neither at an event nor clear of one: no association loss
+UNKNOWN = -3  # a real pick no confident event explains: it may be an arrival, so never a "no pick" target
 
 
 @dataclass
@@ -66,7 +67,7 @@ class Batch:
     """Tensors of one training batch (on the model's device). ``B`` windows, ``Q`` queries."""
 
     picks: PickTable
-    pick_event: torch.Tensor  # [n] long, -1 false
+    pick_event: torch.Tensor  # [n] long, -1 false, UNKNOWN (-3) a real pick no confident event explains
     pick_phase: torch.Tensor  # [n] long, true phase 0 P / 1 S, -1 false
     centre_s: torch.Tensor  # [B] float64
     active: torch.Tensor  # [B, S] bool
@@ -76,6 +77,11 @@ class Batch:
     query_labels: torch.Tensor  # [B, Q]
     assoc_event: torch.Tensor  # [B] long: event of query slot 0, NO_EVENT (-1) a decoy, SKIP (-2) neither
     n_events_labelled: int
+    # Loss weights of the grid [B, X] and query [B, Q] labels (None: all 1). Real windows
+    # labelled by confident events weigh 0 where an unconfirmed event may lie.
+    grid_weight: torch.Tensor | None = None
+    query_weight: torch.Tensor | None = None
+    start_s: float = 0.0  # time of the batch's zero on the source's clock (real picks: s from their epoch)
 
 
 @dataclass

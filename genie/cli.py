@@ -17,37 +17,6 @@ from genie import __version__
 logger = logging.getLogger("genie")
 
 
-def write_comparison(catalog, reference, out: Path, labels: dict, stations=None, max_dt: float = 3.0,
-                     max_dist: float = 15.0, magnitude_bin: float = 0.5, dm: float = 0.1,
-                     extra: dict | None = None) -> dict:
-    """Match ``catalog`` to ``reference`` and write ``report.json``, the matched / missed / new
-    CSVs and the four figures into ``out``; returns the report."""
-    from catalogs.compare import compare_catalogs
-    from catalogs.events import write_catalog
-    from catalogs.fileio import write_csv_atomic, write_text_atomic
-    from catalogs.plots import plot_differences, plot_gutenberg_richter, plot_map, plot_recall
-    from catalogs.schema import format_times
-
-    comparison = compare_catalogs(catalog, reference, max_dt_s=max_dt, max_dist_km=max_dist,
-                                  magnitude_bin=magnitude_bin, dm=dm)
-    report = {**(extra or {}), "labels": labels, **comparison.report}
-    out.mkdir(parents=True, exist_ok=True)
-    pairs = comparison.pairs.copy()
-    pairs.insert(4, "reference_time",
-                 format_times(reference["time"].iloc[pairs["reference_index"].to_numpy(dtype=int)]).to_numpy())
-    pairs.insert(5, "reference_magnitude", reference["magnitude"].to_numpy()[pairs["reference_index"].to_numpy(dtype=int)])
-    write_csv_atomic(pairs, out / "matched.csv")
-    write_catalog(comparison.missed, None, None, out / "missed.csv")
-    write_catalog(comparison.new, None, None, out / "new.csv")
-    plot_gutenberg_richter({"catalog": catalog["magnitude"], "reference": reference["magnitude"]},
-                           report["gutenberg_richter"], out / "gutenberg_richter.png", dm=dm, labels=labels)
-    plot_map(catalog, reference, out / "map.png", stations=stations, missed=comparison.missed, labels=labels)
-    plot_recall(report["by_magnitude"], out / "recall_vs_magnitude.png")
-    plot_differences(comparison.pairs, out / "differences.png")
-    write_text_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
-    return report
-
-
 def _reference_catalog(spec: str, region_of, start, end, cache_dir: Path):
     """``(events, label, info)`` of ``--reference``: a catalog file, or ``usgs`` (ComCat through
     FDSN for ``region_of()`` = (lat_min, lat_max, lon_min, lon_max) between start and end,
@@ -75,7 +44,7 @@ def _padded_region(latitude, longitude, padding_km: float) -> tuple[float, float
 def _compare(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from catalogs.compare import summary_table
+    from catalogs.compare import summary_table, write_comparison
     from catalogs.events import read_catalog
     from catalogs.fileio import write_csv_atomic
     from catalogs.picks import attach_stations, read_picks
@@ -115,6 +84,8 @@ def _compare(args: argparse.Namespace) -> int:
         per_station = picks.groupby(["station_id", "phase"]).size().unstack(fill_value=0)
         summary["per_station"] = {s: {p: int(n) for p, n in row.items()} for s, row in per_station.iterrows()}
         extra["picks"] = summary
+    from catalogs.compare import write_comparison
+
     report = write_comparison(catalog, reference, out, labels, stations, args.max_dt, args.max_dist,
                               args.magnitude_bin, args.dm, extra)
     print(f"catalog: {labels['catalog']}   reference: {labels['reference']}")
@@ -336,10 +307,8 @@ def _associate(args: argparse.Namespace) -> int:
     import pandas as pd
     import torch
 
-    from catalogs.compare import summary_table
+    from catalogs.compare import summary_table, write_comparison
     from catalogs.fileio import read_json_object, write_csv_atomic, write_text_atomic
-    from catalogs.magnitude import MagnitudeScale, fit_station_terms
-    from catalogs.matching import match_catalogs
     from catalogs.picks import read_picks
     from catalogs.schema import InputError, format_times
     from catalogs.stations import read_stations
@@ -386,15 +355,9 @@ def _associate(args: argparse.Namespace) -> int:
         reference = reference[(reference["time"] >= span_start) & (reference["time"] < span_end)].reset_index(drop=True)
         if not args.magnitude_scale and len(events):
             # Station terms against the reference's magnitudes, saved for later runs.
-            pairs = match_catalogs(events, reference, max_dt_s=args.max_dt, max_dist_km=args.max_dist)
-            matched = pd.Series(reference["magnitude"].to_numpy()[pairs["reference_index"].to_numpy(dtype=int)],
-                                index=events["event_id"].to_numpy()[pairs["catalog_index"].to_numpy(dtype=int)])
-            raw = associator.pick_magnitudes(events, assignments, picks, MagnitudeScale())
-            terms, summary = fit_station_terms(raw["event_id"], raw["station_id"], raw["phase"], raw["magnitude"],
-                                               matched)
-            if terms:
-                scale = MagnitudeScale(terms=terms, source=f"GaMMA amplitude law with station terms fitted to "
-                                                           f"{reference_label} ({summary['n_events']} events)")
+            scale, summary = associator.fit_magnitude_scale(events, assignments, picks, reference, reference_label,
+                                                            args.max_dt, args.max_dist)
+            if scale is not None:
                 scale.to_json(out / "magnitude_scale.json")
                 events = associator.add_magnitudes(events, assignments, picks, scale)
                 scale_info = {"source": scale.source, "file": str(out / "magnitude_scale.json"), **summary}
@@ -439,6 +402,86 @@ def _associate(args: argparse.Namespace) -> int:
     print(f"written to {out}/ (events.csv, assignments.csv, catalog.xml, run.json"
           + (", excluded_picks.csv" if len(associator.excluded) else "") + ")")
     return 0
+
+
+def _self_train(args: argparse.Namespace) -> int:
+    import time
+
+    from catalogs.picks import read_picks
+    from catalogs.schema import InputError
+    from catalogs.stations import read_stations
+    from generator.params import GeneratorParams
+    from genie.selftrain import SelfTrainer, SelfTrainSettings
+
+    started = time.perf_counter()
+    overrides = {"seed": args.seed}
+    for name in ("rounds", "finetune_steps", "stop_change", "config_name"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides["config" if name == "config_name" else name] = value
+    if args.keep_best:
+        overrides["keep_best"] = True
+    settings = SelfTrainSettings.from_json(args.config, **overrides) if args.config else SelfTrainSettings(**overrides)
+    out = Path(args.out)
+    inputs = {Path(p).resolve() for p in (args.picks, args.stations, args.reference, args.config) if p}
+    if any(p.is_relative_to(out.resolve()) for p in inputs):
+        raise InputError(f"--out {out} contains an input file; choose another directory")
+    picks = read_picks(args.picks)
+    stations = read_stations(args.stations)
+    reference, label = None, "reference"
+    if args.reference:
+        reference, label, _ = _reference_catalog(
+            args.reference, lambda: _padded_region(stations["latitude"], stations["longitude"], 20.0),
+            picks["time"].min(), picks["time"].max(), out / "reference")
+    params = GeneratorParams.from_json(args.generator_params) if args.generator_params else None
+    trainer = SelfTrainer(picks, stations, out, settings, reference=reference, reference_label=label,
+                          model_dir=args.model, generator_params=params, velocity_model=args.velocity_model,
+                          device=args.device, tt_spacing_km=args.tt_spacing, cache_dir=args.cache,
+                          progress=not args.quiet)
+    print(f"self-training on {len(picks)} picks, {len(stations)} stations: {settings.rounds} round(s) after round 0 "
+          f"({'from ' + str(args.model) if args.model else 'calibrate and train ' + settings.config}), {trainer.device}; "
+          f"held out: 1 block in {settings.holdout_every} of {settings.block_hours:g} h")
+    summary = trainer.run()
+    print(selftrain_table(summary, label))
+    print(f"wall {time.perf_counter() - started:.0f} s; written to {out}/ (round_*/, rounds.csv, summary.json, model/)")
+    for name, path in summary["figures"].items():
+        print(f"figure {name}: {path}")
+    return 0
+
+
+def selftrain_table(summary: dict, label: str = "reference") -> str:
+    """The final table of ``genie self-train``: one line per round, then the G-R comparison."""
+    rows = summary["rounds"]
+    thresholds = summary["settings"]["magnitude_thresholds"]
+    has_ref = "heldout_recall" in rows[0]
+    head = f"{'round':>5} {'events':>7} {'picks':>7} {'unexpl/chance':>13} {'|res| s':>7} {'val F1':>6}"
+    if has_ref:
+        head += f" {'recall':>6}" + "".join(f" {'M>=' + format(m, 'g'):>6}" for m in thresholds) + f" {'ratio':>6}"
+    head += f" {'shifted':>7} {'round s':>7}"
+    lines = ["unexpl/chance: unassociated picks lining up on >= 4 other stations, and with moveout destroyed; "
+             "recall, ratio and shifted events on the held-out blocks only:", head]
+    for r in rows:
+        unexplained = f"{r['unexplained_coherent_picks']}/{r['unexplained_coherent_chance']}"
+        line = (f"{r['round']:>5} {r['events']:>7} {r['associated_picks']:>7} {unexplained:>13} "
+                f"{r['mean_abs_residual_s']:>7.3f} {r.get('validation_f1', float('nan')):>6.3f}")
+        if has_ref:
+            line += f" {r['heldout_recall']:>6.3f}" + "".join(
+                f" {r.get(f'heldout_recall_m{m:g}', float('nan')):>6.3f}" for m in thresholds)
+            line += f" {r['heldout_count_ratio']:>6.2f}"
+        line += f" {r.get('heldout_shifted_events', -1):>7} {r['round_s']:>7.0f}"
+        lines.append(line)
+    gr = summary.get("gutenberg_richter_heldout")
+    if gr:
+        lines.append("G-R on the held-out blocks (Mc by maximum curvature, b-value above it):")
+        for name, g in gr.items():
+            name = label if name == "reference" else f"genie {name}"
+            b = f"{g['b']:.2f} ± {g['b_sigma']:.2f}" if g.get("b") is not None else "-"
+            mc = f"{g['mc_maxc']:.1f}" if g.get("mc_maxc") is not None else "-"
+            lines.append(f"  {name:16s} N {g['n']:>6}  Mc {mc:>4}  b {b}")
+        for key, c in summary["counts_above"].items():
+            lines.append(f"  M >= {key[1:]}: genie {c['genie']}, {label} {c['reference']} "
+                         f"({c['difference_sigma']:+.1f} sigma)")
+    return "\n".join(lines)
 
 
 def _add_common(p: argparse.ArgumentParser, device: bool = False, seed: bool = False) -> None:
@@ -561,6 +604,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-dist", type=float, default=15.0, help="match window in epicentral distance, km (default 15)")
     _add_common(p, device=True)
     p.set_defaults(func=_associate)
+
+    p = sub.add_parser(
+        "self-train",
+        help="the semi-supervised loop: calibrate, train, associate, harvest pseudo-labels, recalibrate, fine-tune",
+        description="Round 0 calibrates the generator to the reference catalog and trains (or takes --model), "
+        "then associates the picks; each later round harvests confident events outside the held-out time blocks, "
+        "recalibrates the generator against them, fine-tunes the model on synthetic plus pseudo-labelled real "
+        "windows and re-associates. Writes OUT/round_k/, rounds.csv, rounds.png and summary.json; a restarted run "
+        "continues after the last finished round.",
+    )
+    p.add_argument("--picks", required=True, help="real picks (PhaseNet, SeisBench, PyOcto, GaMMA formats)")
+    p.add_argument("--reference", help="reference catalog file, or 'usgs' (ComCat via FDSN, cached in OUT/reference/)")
+    p.add_argument("--rounds", type=int, help="self-training rounds after round 0 (default 2)")
+    p.add_argument("--model", help="start from this trained model (skips round 0's calibration and training)")
+    p.add_argument("--generator-params", help="GeneratorParams JSON of round 0 (default: the model's, or calibrated)")
+    p.add_argument("--config", help="JSON of self-training settings (SelfTrainSettings names; \"confidence\": {...})")
+    p.add_argument("--model-config", dest="config_name",
+                   help="model configuration trained in round 0: small, full or a JSON file (default small)")
+    p.add_argument("--finetune-steps", type=int, help="fine-tuning steps per round (default 1000)")
+    p.add_argument("--stop-change", type=float,
+                   help="stop when fewer than this fraction of events differ from the last round (default 0.02; "
+                        "0: run every round)")
+    p.add_argument("--keep-best", action="store_true", help="continue from and keep the round with the best held-out score")
+    _add_model_arguments(p)
+    _add_common(p, device=True, seed=True)
+    p.set_defaults(func=_self_train)
     return parser
 
 

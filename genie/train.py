@@ -36,11 +36,12 @@ from catalogs.schema import InputError
 from generator.network import Network
 from generator.params import GeneratorParams
 from generator.traveltimes import TravelTimes
-from genie.batches import NO_EVENT, START, Batch, BatchSettings, draw_batch, labelled_events, synthetic_truth
+from genie.batches import NO_EVENT, START, UNKNOWN, Batch, BatchSettings, draw_batch, labelled_events, synthetic_truth
 from genie.detect import DetectSettings, detect
 from genie.features import PickTable
 from genie.labels import candidate_targets
 from genie.model import GenieModel, ModelConfig
+from genie.pseudolabels import draw_real_batch
 
 logger = logging.getLogger(__name__)
 
@@ -151,8 +152,8 @@ def batch_losses(model: GenieModel, batch: Batch) -> dict[str, torch.Tensor]:
     grid, z = model(features, n_windows)
     emb = model.query_embedding(z, batch.query_xyz, batch.query_dt)
     query = model.query_head(emb).squeeze(-1)
-    out = {"grid": F.binary_cross_entropy_with_logits(grid, batch.grid_labels),
-           "query": F.binary_cross_entropy_with_logits(query, batch.query_labels)}
+    out = {"grid": _weighted_bce(grid, batch.grid_labels, batch.grid_weight),
+           "query": _weighted_bce(query, batch.query_labels, batch.query_weight)}
     has = batch.assoc_event >= NO_EVENT  # event sources and decoys
     if has.any():
         origin = batch.centre_s[has] + batch.query_dt[has, 0].to(torch.float64)
@@ -161,14 +162,26 @@ def batch_losses(model: GenieModel, batch: Batch) -> dict[str, torch.Tensor]:
         logits = model.association_logits(emb[has, 0], station_attr, pick_attr, valid)  # [A, S, M+1, 2]
         target_event = batch.assoc_event[has][:, None].expand(-1, model.n_stations)
         targets = candidate_targets(index, valid, batch.pick_event, batch.pick_phase, target_event)  # [A, S, 2]
-        weight = batch.active[has].to(logits.dtype)
+        # "No pick of this event here" is not taught where a candidate is a real pick that no
+        # confident event explains: it may be this event's arrival, missed by the first pass.
+        unknown = ((batch.pick_event[index] == UNKNOWN) & valid).any(-1)  # [A, S]
+        n_slots = index.shape[-1]
         for phase, name in ((0, "assoc_p"), (1, "assoc_s")):
+            weight = (batch.active[has] & ~(unknown & (targets[..., phase] == n_slots))).to(logits.dtype)
             ce = F.cross_entropy(logits[..., phase].reshape(-1, logits.shape[-2]), targets[..., phase].reshape(-1),
                                  reduction="none")
             out[name] = (ce * weight.reshape(-1)).sum() / weight.sum().clamp(min=1.0)
     else:
         out["assoc_p"] = out["assoc_s"] = grid.sum() * 0.0
     return out
+
+
+def _weighted_bce(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """Binary cross-entropy, the mean over the entries of positive ``weight`` (all when None)."""
+    if weight is None:
+        return F.binary_cross_entropy_with_logits(logits, labels)
+    loss = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+    return (loss * weight).sum() / weight.sum().clamp(min=1.0)
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -237,12 +250,20 @@ def _save_checkpoint(path: Path, model: GenieModel, optimiser, step: int, histor
 
 
 def train(network: Network, travel_times: TravelTimes, params: GeneratorParams, model_settings: dict,
-          config: TrainConfig, out: str | os.PathLike, device="cpu", progress: bool = True) -> tuple[GenieModel, dict]:
+          config: TrainConfig, out: str | os.PathLike, device="cpu", progress: bool = True,
+          init_from: str | os.PathLike | None = None, real=None, real_fraction: float = 0.0,
+          validation_params: GeneratorParams | None = None) -> tuple[GenieModel, dict]:
     """Train (or resume from ``out/checkpoint.pt``) and write the model to ``out``.
 
     Writes ``model.json`` + ``model.pt`` (the trained model, :meth:`GenieModel.load`),
     ``checkpoint.pt`` (weights, optimiser state, step, history), ``generator_params.json``,
-    ``train_config.json`` and ``history.json``. Returns the model and the final validation."""
+    ``train_config.json`` and ``history.json``. Returns the model and the final validation.
+
+    Fine-tuning (the self-training loop): ``init_from`` is a model directory whose weights start
+    the run (same configuration and network); ``real`` (:class:`genie.pseudolabels.RealPicks`)
+    supplies windows of real picks labelled by confident events, drawn at a fraction
+    ``real_fraction`` of the steps (the others synthetic); ``validation_params`` fixes the
+    generator of the synthetic validation set (default ``params``), so rounds are scored alike."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(device)
@@ -264,6 +285,13 @@ def train(network: Network, travel_times: TravelTimes, params: GeneratorParams, 
         model.load_state_dict(state["model"])
         step, history = state["step"], state["history"]
         logger.info("resuming from %s at step %d", checkpoint_path, step)
+    elif init_from is not None:
+        start = GenieModel.load(init_from)
+        if start.metadata() != model.metadata():
+            raise InputError(f"{init_from}: a model of another configuration or network cannot start this run")
+        # Weights only: the buffers (station statics, travel times) are this run's generator's.
+        model.load_state_dict(dict(start.named_parameters()), strict=False)
+        logger.info("starting from the weights in %s", init_from)
     model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     if step:
@@ -277,7 +305,11 @@ def train(network: Network, travel_times: TravelTimes, params: GeneratorParams, 
                disable=not progress)
     started, running = time.perf_counter(), {}
     for step in bar:
-        batch = draw_batch(model, network, travel_times, params, config.batch, np.random.default_rng([config.seed, 0, step]))
+        rng = np.random.default_rng([config.seed, 0, step])
+        if real is not None and rng.random() < real_fraction:
+            batch = draw_real_batch(model, real, config.batch, rng)
+        else:
+            batch = draw_batch(model, network, travel_times, params, config.batch, rng)
         losses = batch_losses(model, batch)
         loss = total_loss(losses, config.loss_weights)
         for group in optimiser.param_groups:
@@ -293,11 +325,11 @@ def train(network: Network, travel_times: TravelTimes, params: GeneratorParams, 
             history.append({"step": done, **{k: round(v, 5) for k, v in running.items()},
                             "seconds": round(time.perf_counter() - started, 1)})
             if config.validate_every and done % config.validate_every == 0 and done != config.steps:
-                history[-1]["validation"] = validate(model, network, travel_times, params, config)
+                history[-1]["validation"] = validate(model, network, travel_times, validation_params or params, config)
                 logger.info("step %d: validation %s", done, history[-1]["validation"])
             _save_checkpoint(checkpoint_path, model, optimiser, done, history)
     bar.close()
-    report = validate(model, network, travel_times, params, config, progress=progress)
+    report = validate(model, network, travel_times, validation_params or params, config, progress=progress)
     history.append({"step": max(config.steps, step), "validation": report})
     _save_checkpoint(checkpoint_path, model, optimiser, max(config.steps, step), history)
     model.save(out)

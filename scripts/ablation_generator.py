@@ -45,10 +45,10 @@ from calibration.objective import Objective  # noqa: E402
 from calibration.reference import label_picks  # noqa: E402
 from catalogs.events import read_catalog  # noqa: E402
 from catalogs.matching import match_catalogs  # noqa: E402
-from catalogs.picks import read_picks  # noqa: E402
+from catalogs.picks import read_picks, station_shifted  # noqa: E402
 from catalogs.stations import read_stations  # noqa: E402
 from generator.params import GeneratorParams  # noqa: E402
-from scripts.bench_salton import score, shifted  # noqa: E402
+from scripts.bench_salton import score  # noqa: E402
 from scripts.markdown import markdown_table  # noqa: E402
 
 BEFORE = ROOT / "scripts" / "ablation_params" / "calibrated_before_issue11.json"
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     picks = read_picks(files["picks"])
     stations = read_stations(files["stations"])
     scsn = read_catalog(files["catalog"])
-    fake = shifted(picks, args.seed)
+    fake = station_shifted(picks, args.seed)
     start = picks["time"].min().floor("h")
     hours = int(np.ceil((picks["time"].max() - start).total_seconds() / 3600.0))
     scsn_hourly = hourly(scsn, start, hours)

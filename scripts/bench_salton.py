@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from calibration.reference import label_picks  # noqa: E402
 from catalogs.events import read_catalog  # noqa: E402
 from catalogs.matching import match_catalogs  # noqa: E402
-from catalogs.picks import read_picks, station_index  # noqa: E402
+from catalogs.picks import read_picks, station_index, station_shifted  # noqa: E402
 from catalogs.schema import seconds_since  # noqa: E402
 from catalogs.stations import read_stations  # noqa: E402
 from scripts.markdown import markdown_table  # noqa: E402
@@ -53,16 +53,6 @@ PYOCTO_SETTINGS = dict(n_picks=6, n_p_picks=3, n_s_picks=2, n_p_and_s_picks=2, p
 GAMMA_SETTINGS = dict(method="BGMM", oversample_factor=4, vp=6.0, vs=6.0 / 1.75, use_dbscan=True, dbscan_eps=10.0,
                       dbscan_min_samples=3, min_picks_per_eq=6, max_sigma11=2.0, max_sigma22=1.0, max_sigma12=1.0,
                       use_amplitude=True)
-
-
-def shifted(picks: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
-    """Each station's picks moved by its own offset, uniform in 20-120 s (moveout destroyed)."""
-    rng = np.random.default_rng(seed)
-    ids = np.sort(picks["station_id"].unique())
-    offset = dict(zip(ids, rng.uniform(20.0, 120.0, len(ids))))
-    out = picks.copy()
-    out["time"] = out["time"] + pd.to_timedelta(out["station_id"].map(offset), unit="s")
-    return out.sort_values("time", kind="stable").reset_index(drop=True)
 
 
 def score(events: pd.DataFrame, n_assigned: int, seconds: float, scsn: pd.DataFrame, pickable: np.ndarray,
@@ -215,7 +205,7 @@ def main(argv=None) -> int:
     network, travel_times = model.network, model.travel_times
     labelled = label_picks(scsn, picks, network, travel_times, min_stations=0).events
     pickable = ((labelled["n_p"] + labelled["n_s"]) >= 6).to_numpy()
-    fake = shifted(picks, args.seed)
+    fake = station_shifted(picks, args.seed)
     runs = {}
 
     def record(name, real, fake_result):
