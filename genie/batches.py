@@ -130,6 +130,18 @@ def labelled_events(model: GenieModel, truth: Truth, active: np.ndarray, min_pic
     return enough & inside_roi(model, truth.events_xyz)[None, :]
 
 
+def random_queries(model: GenieModel, windows: int, queries: int, rng: np.random.Generator):
+    """Queries anywhere in the source graph's box: ``(xyz [B, Q, 3] km, dt [B, Q] s from the
+    window centre, half the window's origin span (s), (box low [3], box high [3]))``."""
+    c = model.config
+    half_span = max(c.offset_step_s * (c.n_offsets - 1) / 2, c.offset_step_s / 2)
+    nodes = model.source_xyz.cpu().numpy()
+    low, high = nodes.min(0), nodes.max(0)
+    query_xyz = low + rng.random((windows, queries, 3)) * (high - low)
+    query_dt = rng.uniform(-half_span, half_span, (windows, queries))
+    return query_xyz, query_dt, half_span, (low, high)
+
+
 def draw_batch(model: GenieModel, network: Network, travel_times: TravelTimes, params: GeneratorParams,
                settings: BatchSettings, rng: np.random.Generator) -> Batch:
     """One training batch (see module doc); deterministic for a given ``rng`` state."""
@@ -161,11 +173,7 @@ def draw_batch(model: GenieModel, network: Network, travel_times: TravelTimes, p
 
     # Queries: slot 0 the association source, then near the closest labelled event, then anywhere.
     q = s.queries
-    half_span = max(c.offset_step_s * (c.n_offsets - 1) / 2, c.offset_step_s / 2)
-    nodes = model.source_xyz.cpu().numpy()
-    low, high = nodes.min(0), nodes.max(0)
-    query_xyz = low + rng.random((b, q, 3)) * (high - low)
-    query_dt = rng.uniform(-half_span, half_span, (b, q))
+    query_xyz, query_dt, half_span, (low, high) = random_queries(model, b, q, rng)
     gap = np.where(labelled, np.abs(truth.events_s[None, :] - centre[:, None]), np.inf)
     nearest = gap.argmin(1) if gap.size else np.zeros(b, dtype=int)
     near = np.isfinite(gap.min(1)) if gap.size else np.zeros(b, dtype=bool)

@@ -47,7 +47,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genie.batches import NO_EVENT, SKIP, UNKNOWN, Batch, BatchSettings
+from catalogs.schema import seconds_since
+from genie.batches import NO_EVENT, SKIP, UNKNOWN, Batch, BatchSettings, random_queries
 from genie.features import PickTable
 from genie.labels import source_labels
 from genie.model import GenieModel
@@ -91,8 +92,6 @@ def confident_events(events: pd.DataFrame, settings: ConfidenceSettings, label_s
 def holdout_mask(times: pd.Series, epoch: pd.Timestamp, block_hours: float, holdout_every: int) -> np.ndarray:
     """Boolean ``[n]``: ``times`` (UTC) falling in a held-out block (every ``holdout_every``-th
     block of ``block_hours`` counted from ``epoch``, starting with the last of each cycle)."""
-    from catalogs.schema import seconds_since
-
     block = np.floor(seconds_since(times, epoch) / (block_hours * 3600.0)).astype(np.int64)
     return np.mod(block, holdout_every) == holdout_every - 1
 
@@ -115,10 +114,6 @@ class RealPicks:
     node_tt: np.ndarray  # [X, S, 2] s: predicted arrivals (statics included) from the source nodes
     epoch: pd.Timestamp
     shifted_fraction: float = 0.0  # of the batches drawn on station-shifted picks (draw_shifted_batch)
-
-    @property
-    def n_labels(self) -> int:
-        return len(self.events_s)
 
 
 def real_picks(model: GenieModel, station: np.ndarray, time_s: np.ndarray, phase: np.ndarray,
@@ -197,7 +192,7 @@ def draw_shifted_batch(model: GenieModel, real: RealPicks, settings: BatchSettin
     arrivals, with the moveout of every event destroyed. No source lies anywhere (labels 0 at
     full weight) and every pick is noise to the decoy source of each window: the model learns
     that real pick statistics alone make no event (the false-detection test, as training data)."""
-    c, s = model.config, settings
+    s = settings
     b, n_sta = s.windows, model.n_stations
     tail = float(real.node_tt.max())
     span, chunk, t0 = _stretch(real, s, rng)
@@ -211,11 +206,7 @@ def draw_shifted_batch(model: GenieModel, real: RealPicks, settings: BatchSettin
     station, times, phase = real.station[lo:hi][keep], moved[keep], real.phase[lo:hi][keep]
     active = _active(station, s, n_sta, rng)
     centre = rng.uniform(0.0, chunk, b)
-    half_span = max(c.offset_step_s * (c.n_offsets - 1) / 2, c.offset_step_s / 2)
-    nodes = model.source_xyz.cpu().numpy()
-    low, high = nodes.min(0), nodes.max(0)
-    query_xyz = low + rng.random((b, s.queries, 3)) * (high - low)
-    query_dt = rng.uniform(-half_span, half_span, (b, s.queries))
+    query_xyz, query_dt, _, _ = random_queries(model, b, s.queries, rng)
     dev = model.device
     return Batch(
         picks=PickTable(station, times, phase, n_sta, device=dev),
@@ -282,11 +273,7 @@ def draw_real_batch(model: GenieModel, real: RealPicks, settings: BatchSettings,
     target[has] = np.where(labelled[np.flatnonzero(has), target[has]], target[has], SKIP)
 
     q = s.queries
-    half_span = max(c.offset_step_s * (c.n_offsets - 1) / 2, c.offset_step_s / 2)
-    nodes = model.source_xyz.cpu().numpy()
-    low, high = nodes.min(0), nodes.max(0)
-    query_xyz = low + rng.random((b, q, 3)) * (high - low)
-    query_dt = rng.uniform(-half_span, half_span, (b, q))
+    query_xyz, query_dt, half_span, (low, high) = random_queries(model, b, q, rng)
     has = target >= 0
     n_near = (q - 1) // 2
     if has.any():

@@ -104,6 +104,8 @@ class SelfTrainSettings:
     shifted_fraction: float = _s(0.25, "1", "fraction of those real batches on station-shifted picks (certain "
                                             "negatives with the real stream's statistics)")
     recalibration: dict = _s(None, "-", "CalibrationSettings of the recalibration (short search from the last fit)")
+    round0_calibration: dict = _s(None, "-", "CalibrationSettings of round 0's calibration when no model is given "
+                                             "(default: genie calibrate's)")
     stop_change: float = _s(0.02, "1", "stop when fewer than this fraction of events differ from the last round")
     keep_best: bool = _s(False, "-", "continue from and keep the round with the best held-out score")
     chance_check: bool = _s(True, "-", "associate the held-out picks shifted per station every round")
@@ -117,6 +119,8 @@ class SelfTrainSettings:
     confidence: ConfidenceSettings = field(default_factory=ConfidenceSettings)
 
     def __post_init__(self):
+        if self.round0_calibration is None:
+            self.round0_calibration = {}
         if self.recalibration is None:
             self.recalibration = {"n_calls": 30, "screen": 32, "bootstrap": 20, "bootstrap_candidates": 10,
                                   "profile_points": 5, "timing_calls": 0}
@@ -286,10 +290,11 @@ class SelfTrainer:
                 last = json.loads(history.read_text())[-1]
                 info["validation"] = last.get("validation")
             return model_out, params, info
-        from generator.velocity import load_velocity_model
+        from generator.velocity import VelocityModel, load_velocity_model
 
         s = self.settings
-        velocity = load_velocity_model(self.velocity_model)
+        velocity = self.velocity_model if isinstance(self.velocity_model, VelocityModel) else \
+            load_velocity_model(self.velocity_model or "hadley_kanamori")
         start = self.start_params or GeneratorParams()
         model_settings, config = load_config(s.config)
         config.seed = s.seed
@@ -302,7 +307,7 @@ class SelfTrainer:
         t0 = time.perf_counter()
         labelled = label_picks(self.reference, self.picks, self.network, travel_times)
         params, report = calibrate(self.network, labelled, travel_times, picks=self.picks, start=start,
-                                   settings=CalibrationSettings(seed=s.seed),
+                                   settings=CalibrationSettings(**{"seed": s.seed, **s.round0_calibration}),
                                    checkpoint_path=rdir / "calibration_checkpoint.json", progress=self.progress)
         params.to_json(rdir / "generator_params.json")
         write_text_atomic(rdir / "calibration_report.json", json.dumps(report, indent=2, default=float) + "\n")
@@ -412,7 +417,8 @@ class SelfTrainer:
                 if k == 0:
                     params0 = GeneratorParams.from_json(rdir / "model" / "generator_params.json")
                     self._ensure_prepared(rdir / "model")
-                best_k = k if (not s.keep_best or row["heldout_score"] >= self.rows[best_k]["heldout_score"]) else best_k
+                if not s.keep_best or k == 0 or row["heldout_score"] > self.rows[best_k]["heldout_score"]:
+                    best_k = k
                 prev_events = _read_events(rdir / "events.csv")
                 if row.get("stopped"):
                     break

@@ -341,3 +341,53 @@ def test_shifted_real_windows_are_certain_negatives(tiny_model, homogeneous_tt):
         assert any(20.0 <= abs(d) <= 120.0 for d in shifts)
     real.shifted_fraction = 1.0
     assert (draw_real_batch(tiny_model, real, settings, np.random.default_rng(1)).grid_labels == 0).all()
+
+
+def test_keep_best_ends_with_the_round_of_the_best_held_out_score(planted_run, tmp_path):
+    import shutil
+
+    from genie.selftrain import SelfTrainer, SelfTrainSettings
+
+    out, picks, cluster, network, settings = planted_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    scores = pd.read_csv(copy / "rounds.csv")["heldout_score"].to_numpy()
+    # Make round 0 the best on record; keep-best must then end with round 0's model.
+    metrics = json.loads((copy / "round_0" / "metrics.json").read_text())
+    metrics["heldout_score"] = float(scores.max()) + 1.0
+    (copy / "round_0" / "metrics.json").write_text(json.dumps(metrics))
+    kept = SelfTrainSettings(**{**settings.to_dict(), "keep_best": True, "confidence": settings.confidence})
+    summary = SelfTrainer(picks, network.stations, copy, kept, model_dir=copy / "round_0" / "model",
+                          progress=False).run()
+    assert summary["final_round"] == 0
+    assert (copy / "model" / "model.pt").read_bytes() == (copy / "round_0" / "model" / "model.pt").read_bytes()
+
+
+def test_round_0_calibrates_and_trains_when_no_model_is_given(planted_run, tmp_path, tt_cache):
+    from generator.params import GeneratorParams
+    from generator.velocity import VelocityModel
+    from genie.selftrain import SelfTrainer, SelfTrainSettings
+    from tests.conftest import TRAINED
+
+    out, picks, cluster, network, _ = planted_run
+    reference = cluster[["event_id", "time", "latitude", "longitude", "depth_km", "magnitude"]].assign(
+        event_id=cluster["event_id"].astype(str))
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({"base": "small", "model": TRAINED, "train": {
+        "steps": 20, "checkpoint_every": 20, "validation_hours": 0.1,
+        "batch": {"windows": 4, "chunk_s": 600.0, "queries": 4}}}))
+    settings = SelfTrainSettings(rounds=0, block_hours=1.0, chance_check=False, config=str(config),
+                                 round0_calibration={"n_calls": 5, "screen": 8, "bootstrap": 5,
+                                                     "bootstrap_candidates": 3, "profile_points": 3,
+                                                     "timing_calls": 3, "pick_budget": False})
+    st = tmp_path / "st"
+    SelfTrainer(picks, network.stations, st, settings, reference=reference, velocity_model=VelocityModel.homogeneous(6.0),
+                tt_spacing_km=2.0, cache_dir=tt_cache, progress=False).run()
+    fitted = GeneratorParams.from_json(st / "round_0" / "generator_params.json")
+    report = json.loads((st / "round_0" / "calibration_report.json").read_text())
+    assert fitted.station_detection and report["n_reference_events"] > 0
+    history = json.loads((st / "round_0" / "model" / "history.json").read_text())
+    assert history[-1]["step"] == 20
+    row = pd.read_csv(st / "rounds.csv").iloc[0]
+    assert row["calibration_objective"] == pytest.approx(report["objective_calibrated"], rel=1e-5)
+    assert 0.0 <= row["validation_f1"] <= 1.0
