@@ -414,8 +414,8 @@ def _self_train(args: argparse.Namespace) -> int:
     from genie.selftrain import SelfTrainer, SelfTrainSettings
 
     started = time.perf_counter()
-    overrides = {"seed": args.seed}
-    for name in ("rounds", "finetune_steps", "stop_change", "config_name"):
+    overrides = {}
+    for name in ("seed", "rounds", "finetune_steps", "stop_change", "config_name"):
         value = getattr(args, name, None)
         if value is not None:
             overrides["config" if name == "config_name" else name] = value
@@ -629,7 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-best", action="store_true", help="continue from and keep the round with the best held-out score")
     _add_model_arguments(p)
     _add_common(p, device=True, seed=True)
-    p.set_defaults(func=_self_train)
+    p.set_defaults(func=_self_train, seed=None)
     return parser
 
 
