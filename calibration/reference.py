@@ -120,6 +120,19 @@ def _assemble(events: pd.DataFrame, network: Network, xy, event_row, station, ph
                            residuals[keep], assignments, summary)
 
 
+def median_residuals(station: np.ndarray, phase: np.ndarray, residual: np.ndarray, n_stations: int,
+                     min_picks: int = 5) -> np.ndarray:
+    """``[S, 2]`` median residual (s) per station and phase (0 P, 1 S) over the picks given
+    (``station [n]`` index, ``phase [n]``, ``residual [n]`` s); 0 where fewer than ``min_picks``:
+    the station statics these residuals call for."""
+    out = np.zeros((n_stations, 2))
+    grouped = pd.Series(np.asarray(residual, dtype="float64")).groupby(
+        [np.asarray(station, dtype=np.int64), np.asarray(phase, dtype=np.int64)])
+    med = grouped.median()[grouped.size() >= min_picks]
+    out[med.index.get_level_values(0), med.index.get_level_values(1)] = med.to_numpy()
+    return out
+
+
 def label_picks(events: pd.DataFrame, picks: pd.DataFrame, network: Network, travel_times: TravelTimes,
                 min_tolerance_s: float = 1.0, tolerance_fraction: float = 0.03, min_stations: int = 3,
                 station_corrections: bool = True) -> ReferenceEvents:
@@ -143,10 +156,8 @@ def label_picks(events: pd.DataFrame, picks: pd.DataFrame, network: Network, tra
     corrections = np.zeros((len(network), 2))
     if station_corrections and len(kept):
         first = _label_pass(event_s, tt, pick_group, pick_s, corrections, 2 * min_tolerance_s, 2 * tolerance_fraction)
-        med = first.groupby(["station", "phase"])["residual"].median()
-        counts = first.groupby(["station", "phase"]).size()
-        med = med[counts >= 5]
-        corrections[med.index.get_level_values(0), med.index.get_level_values(1)] = med.to_numpy()
+        corrections = median_residuals(first["station"].to_numpy(), first["phase"].to_numpy(),
+                                       first["residual"].to_numpy(), len(network))
     table = _label_pass(event_s, tt, pick_group, pick_s, corrections, min_tolerance_s, tolerance_fraction)
 
     assignments = pd.DataFrame({

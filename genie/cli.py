@@ -84,8 +84,6 @@ def _compare(args: argparse.Namespace) -> int:
         per_station = picks.groupby(["station_id", "phase"]).size().unstack(fill_value=0)
         summary["per_station"] = {s: {p: int(n) for p, n in row.items()} for s, row in per_station.iterrows()}
         extra["picks"] = summary
-    from catalogs.compare import write_comparison
-
     report = write_comparison(catalog, reference, out, labels, stations, args.max_dt, args.max_dist,
                               args.magnitude_bin, args.dm, extra)
     print(f"catalog: {labels['catalog']}   reference: {labels['reference']}")
@@ -264,11 +262,9 @@ def _train(args: argparse.Namespace) -> int:
     from catalogs.stations import read_stations
     from generator.network import Network
     from generator.params import GeneratorParams
-    from generator.synthesize import travel_time_extent
-    from generator.traveltimes import TravelTimes
     from generator.velocity import load_velocity_model
     from genie.model import resolve_device
-    from genie.train import load_config, model_config_for, train
+    from genie.train import load_config, train, training_travel_times
 
     model_settings, config = load_config(args.config)
     if args.steps is not None:
@@ -281,10 +277,8 @@ def _train(args: argparse.Namespace) -> int:
     params = GeneratorParams.from_json(args.generator_params) if args.generator_params else GeneratorParams()
     network = Network.from_stations(read_stations(args.stations))
     velocity = load_velocity_model(args.velocity_model)
-    model_config = model_config_for(model_settings, params)
-    max_dist, max_depth = travel_time_extent(network, params)
-    travel_times = TravelTimes.build(velocity, max_dist, max(max_depth, model_config.depth_max_km + 5.0),
-                                     spacing_km=args.tt_spacing, cache_dir=args.cache, progress=not args.quiet)
+    travel_times = training_travel_times(network, params, model_settings, velocity, args.tt_spacing, args.cache,
+                                         progress=not args.quiet)
     print(f"training the {args.config} model on {len(network)} stations ({device}), {config.steps} steps; "
           f"checkpoints in {args.out}/checkpoint.pt")
     model, report = train(network, travel_times, params, model_settings, config, args.out, device=device,
@@ -415,10 +409,10 @@ def _self_train(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     overrides = {}
-    for name in ("seed", "rounds", "finetune_steps", "stop_change", "config_name"):
-        value = getattr(args, name, None)
-        if value is not None:
-            overrides["config" if name == "config_name" else name] = value
+    for flag, name in (("seed", "seed"), ("rounds", "rounds"), ("finetune_steps", "finetune_steps"),
+                       ("stop_change", "stop_change"), ("model_config", "config")):
+        if getattr(args, flag) is not None:
+            overrides[name] = getattr(args, flag)
     if args.keep_best:
         overrides["keep_best"] = True
     settings = SelfTrainSettings.from_json(args.config, **overrides) if args.config else SelfTrainSettings(**overrides)
@@ -620,7 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="start from this trained model (skips round 0's calibration and training)")
     p.add_argument("--generator-params", help="GeneratorParams JSON of round 0 (default: the model's, or calibrated)")
     p.add_argument("--config", help="JSON of self-training settings (SelfTrainSettings names; \"confidence\": {...})")
-    p.add_argument("--model-config", dest="config_name",
+    p.add_argument("--model-config",
                    help="model configuration trained in round 0: small, full or a JSON file (default small)")
     p.add_argument("--finetune-steps", type=int, help="fine-tuning steps per round (default 1000)")
     p.add_argument("--stop-change", type=float,

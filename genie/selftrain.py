@@ -60,12 +60,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from calibration.background import coherent_picks, pair_moveout_bounds
 from calibration.objective import Objective
 from calibration.optimize import TIMING_BOUNDS, CalibrationSettings, calibrate
-from calibration.reference import from_associations, label_picks
+from calibration.reference import from_associations, label_picks, median_residuals
 from catalogs.compare import write_comparison
 from catalogs.fileio import read_json_object, write_csv_atomic, write_text_atomic
 from catalogs.gutenberg_richter import b_value, mc_max_curvature
@@ -74,12 +73,10 @@ from catalogs.picks import station_shifted
 from catalogs.schema import InputError, seconds_since
 from generator.network import Network
 from generator.params import GeneratorParams
-from generator.synthesize import travel_time_extent
-from generator.traveltimes import TravelTimes
 from genie.associate import Associator, write_outputs
 from genie.model import GenieModel, resolve_device
 from genie.pseudolabels import ConfidenceSettings, confident_events, holdout_mask, real_picks
-from genie.train import TrainConfig, _dataclass_from, load_config, model_config_for, train
+from genie.train import TrainConfig, dataclass_from, load_config, train, training_travel_times
 
 logger = logging.getLogger(__name__)
 
@@ -136,15 +133,7 @@ class SelfTrainSettings:
     def from_json(cls, path: str | os.PathLike, **overrides) -> "SelfTrainSettings":
         """Settings from a JSON object (any field; ``confidence`` a nested object), then ``overrides``."""
         values = read_json_object(path, "JSON object of self-training settings")
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise InputError(f"{path}: unknown self-training setting(s) {unknown}; known: {sorted(known)}")
-        if "confidence" in values:
-            values["confidence"] = _dataclass_from(ConfidenceSettings, values["confidence"], f"{path}: confidence")
-        if "magnitude_thresholds" in values:
-            values["magnitude_thresholds"] = tuple(values["magnitude_thresholds"])
-        return cls(**{**values, **overrides})
+        return dataclass_from(cls, {**values, **overrides}, str(path))
 
 
 def _read_events(path: Path) -> pd.DataFrame:
@@ -216,8 +205,10 @@ class SelfTrainer:
         if hasattr(self, "prep"):
             return
         associator = self._associator(model_dir)
-        # The model's station order and positions are the network every later step works on.
+        # The model's station order, positions and label width hold for every round (fine-tuning
+        # keeps the configuration): the network every later step works on.
         self.network = associator.model.network
+        self.label_sigma_km = associator.model.config.label_sigma_km
         prep = associator.prepare(self.picks, self.stations)
         self.prep = prep
         self.epoch = prep.epoch
@@ -262,17 +253,13 @@ class SelfTrainer:
 
     def _statics_update(self, params: GeneratorParams, confident_assignments: pd.DataFrame) -> dict:
         """Station statics moved by the median residual (>= 5 picks) of the confident picks."""
-        statics = params.statics_for(self.network.ids).copy()
         station_of_row = np.full(len(self.picks), -1, dtype=np.int64)
         station_of_row[self.prep.rows] = self.prep.station
         station = station_of_row[confident_assignments["pick_index"].to_numpy(dtype=np.int64)]
         phase = (confident_assignments["phase"].to_numpy() == "S").astype(np.int64)
-        table = pd.DataFrame({"s": station, "p": phase, "r": confident_assignments["residual_s"].to_numpy()})
-        table = table[table["s"] >= 0]
-        grouped = table.groupby(["s", "p"])["r"]
-        med, count = grouped.median(), grouped.size()
-        med = med[count >= 5]
-        statics[med.index.get_level_values(0), med.index.get_level_values(1)] += med.to_numpy()
+        known = station >= 0
+        statics = params.statics_for(self.network.ids) + median_residuals(
+            station[known], phase[known], confident_assignments["residual_s"].to_numpy()[known], len(self.network.ids))
         return {sid: {"P": float(statics[i, 0]), "S": float(statics[i, 1])} for i, sid in enumerate(self.network.ids)}
 
     # ------------------------------------------------------------------ round 0
@@ -300,10 +287,8 @@ class SelfTrainer:
         config.seed = s.seed
         if self.device.type == "cuda":
             config.batch.windows = max(config.batch.windows, s.cuda_windows)
-        max_dist, max_depth = travel_time_extent(self.network, start)
-        depth = max(max_depth, model_config_for(model_settings, start).depth_max_km + 5.0)
-        travel_times = TravelTimes.build(velocity, max_dist, depth, spacing_km=self.tt_spacing_km,
-                                         cache_dir=self.cache_dir, progress=self.progress)
+        travel_times = training_travel_times(self.network, start, model_settings, velocity, self.tt_spacing_km,
+                                             self.cache_dir, self.progress)
         t0 = time.perf_counter()
         labelled = label_picks(self.reference, self.picks, self.network, travel_times)
         params, report = calibrate(self.network, labelled, travel_times, picks=self.picks, start=start,
@@ -337,7 +322,7 @@ class SelfTrainer:
         held = self.picks.iloc[self.prep.rows[self.pick_heldout]]
         if self.settings.chance_check and len(held):
             t0 = time.perf_counter()
-            fake, _ = self._associator(model_dir).associate(station_shifted(held, self.settings.seed), self.stations)
+            fake, _ = associator.associate(station_shifted(held, self.settings.seed), self.stations)
             timing["chance_check_s"] = time.perf_counter() - t0
             timing["shifted_events"] = len(fake)
         return events, assignments, timing
@@ -352,11 +337,10 @@ class SelfTrainer:
         return holdout_mask(events["time"], self.epoch, s.block_hours, s.holdout_every) if len(events) else \
             np.zeros(0, bool)
 
-    def _metrics(self, k: int, events: pd.DataFrame, assignments: pd.DataFrame, label_sigma_km: float,
-                 rdir: Path) -> dict:
+    def _metrics(self, k: int, events: pd.DataFrame, assignments: pd.DataFrame, rdir: Path) -> dict:
         s = self.settings
         held = self._heldout_events(events)
-        confident = confident_events(events, s.confidence, label_sigma_km).to_numpy() if len(events) else held
+        confident = confident_events(events, s.confidence, self.label_sigma_km).to_numpy() if len(events) else held
         unexplained, chance = self.unexplained(assignments)
         row = {"round": k, "events": len(events), "associated_picks": len(assignments),
                "confident_events": int(confident.sum()), "harvest_confident_events": int((confident & ~held).sum()),
@@ -411,45 +395,19 @@ class SelfTrainer:
             rdir.mkdir(parents=True, exist_ok=True)
             metrics_path = rdir / "metrics.json"
             if metrics_path.is_file():
-                row = json.loads(metrics_path.read_text())
                 logger.info("round %d finished earlier; resuming after it", k)
-                self.rows.append(row)
+                row = json.loads(metrics_path.read_text())
+                events = _read_events(rdir / "events.csv")
                 if k == 0:
                     params0 = GeneratorParams.from_json(rdir / "model" / "generator_params.json")
                     self._ensure_prepared(rdir / "model")
-                if not s.keep_best or k == 0 or row["heldout_score"] > self.rows[best_k]["heldout_score"]:
-                    best_k = k
-                prev_events = _read_events(rdir / "events.csv")
-                if row.get("stopped"):
-                    break
-                continue
-            started = time.perf_counter()
-            info: dict = {}
-            if k == 0:
-                model_dir, params, info = self._round0_model(rdir)
-                params0 = params
             else:
-                base = self.round_dir(best_k if s.keep_best else k - 1)
-                model_dir, params, info = self._improve(k, base, params0)
-            model = GenieModel.load(model_dir)
-            events, assignments, self._timing = self._associate(model_dir, rdir, first=(k == 0))
-            info.update({key: v for key, v in self._timing.items() if key.endswith("_s")})
-            row = self._metrics(k, events, assignments, model.config.label_sigma_km, rdir)
-            validation = info.pop("validation", None) or {}
-            row["validation_f1"] = validation.get("f1", np.nan)
-            row["calibration_objective"] = info.pop("calibration_objective", np.nan)
-            if prev_events is not None:
-                pairs = match_catalogs(events, prev_events, max_dt_s=s.max_dt_s, max_dist_km=s.max_dist_km)
-                row["changed_fraction"] = 1.0 - 2 * len(pairs) / max(len(events) + len(prev_events), 1)
-                row["stopped"] = bool(row["changed_fraction"] < s.stop_change)
-            row.update({key: round(v, 1) for key, v in info.items()})
-            row["round_s"] = round(time.perf_counter() - started, 1)
-            write_text_atomic(metrics_path, json.dumps(row, indent=2, default=float) + "\n")
+                row, events, params = self._run_round(k, best_k, params0, prev_events)
+                write_text_atomic(metrics_path, json.dumps(row, indent=2, default=float) + "\n")
+                logger.info("round %d: %s", k, row)
+                params0 = params if k == 0 else params0
             self.rows.append(row)
-            logger.info("round %d: %s", k, row)
-            if s.keep_best and row["heldout_score"] > self.rows[best_k]["heldout_score"]:
-                best_k = k
-            elif not s.keep_best:
+            if not s.keep_best or row["heldout_score"] > self.rows[best_k]["heldout_score"]:
                 best_k = k
             prev_events = events
             if row.get("stopped"):
@@ -457,6 +415,31 @@ class SelfTrainer:
                             100 * row["changed_fraction"], 100 * s.stop_change)
                 break
         return self._finish(best_k)
+
+    def _run_round(self, k: int, best_k: int, params0: GeneratorParams | None,
+                   prev_events: pd.DataFrame | None) -> tuple[dict, pd.DataFrame, GeneratorParams]:
+        """Round ``k`` (module doc): its ``rounds.csv`` row, its events and generator parameters."""
+        s = self.settings
+        rdir = self.round_dir(k)
+        started = time.perf_counter()
+        if k == 0:
+            model_dir, params, info = self._round0_model(rdir)
+        else:
+            base = self.round_dir(best_k if s.keep_best else k - 1)
+            model_dir, params, info = self._improve(k, base, params0)
+        events, assignments, self._timing = self._associate(model_dir, rdir, first=(k == 0))
+        info.update({key: v for key, v in self._timing.items() if key.endswith("_s")})
+        row = self._metrics(k, events, assignments, rdir)
+        validation = info.pop("validation", None) or {}
+        row["validation_f1"] = validation.get("f1", np.nan)
+        row["calibration_objective"] = info.pop("calibration_objective", np.nan)
+        if prev_events is not None:
+            pairs = match_catalogs(events, prev_events, max_dt_s=s.max_dt_s, max_dist_km=s.max_dist_km)
+            row["changed_fraction"] = 1.0 - 2 * len(pairs) / max(len(events) + len(prev_events), 1)
+            row["stopped"] = bool(row["changed_fraction"] < s.stop_change)
+        row.update({key: round(v, 1) for key, v in info.items()})
+        row["round_s"] = round(time.perf_counter() - started, 1)
+        return row, events, params
 
     def _improve(self, k: int, base: Path, params0: GeneratorParams) -> tuple[Path, GeneratorParams, dict]:
         """Steps 1-3 of the module doc: harvest from ``base``, recalibrate, fine-tune."""
@@ -517,7 +500,7 @@ class SelfTrainer:
                           seconds_since(events["time"], p.epoch), confident, coherent, self.harvest_spans, p.epoch,
                           s.shifted_fraction)
         saved = json.loads((base_model / "train_config.json").read_text())
-        config = _dataclass_from(TrainConfig, saved["train"], str(base_model / "train_config.json"))
+        config = dataclass_from(TrainConfig, saved["train"], str(base_model / "train_config.json"))
         config.steps = s.finetune_steps
         config.learning_rate = s.finetune_learning_rate
         config.final_learning_rate = s.finetune_final_learning_rate

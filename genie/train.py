@@ -35,6 +35,7 @@ from catalogs.matching import match_catalogs
 from catalogs.schema import InputError
 from generator.network import Network
 from generator.params import GeneratorParams
+from generator.synthesize import travel_time_extent
 from generator.traveltimes import TravelTimes
 from genie.batches import NO_EVENT, START, UNKNOWN, Batch, BatchSettings, draw_batch, labelled_events, synthetic_truth
 from genie.detect import DetectSettings, detect
@@ -98,7 +99,9 @@ CONFIGS = {
 }
 
 
-def _dataclass_from(cls, values: dict, source: str):
+def dataclass_from(cls, values: dict, source: str):
+    """``cls`` from a dict of settings (nested dataclasses from nested dicts, tuples from lists);
+    an unknown name is an :class:`InputError` naming ``source`` and the known names."""
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(names))
     if unknown:
@@ -107,7 +110,7 @@ def _dataclass_from(cls, values: dict, source: str):
     for key, value in values.items():
         default = names[key].default_factory() if names[key].default_factory is not dataclasses.MISSING else None
         if dataclasses.is_dataclass(default):
-            out[key] = _dataclass_from(type(default), value, f"{source}: {key}")
+            out[key] = dataclass_from(type(default), value, f"{source}: {key}")
         else:
             out[key] = tuple(value) if isinstance(names[key].default, tuple) else value
     return cls(**out)
@@ -132,7 +135,16 @@ def load_config(spec: str, source: str | None = None) -> tuple[dict, TrainConfig
     for key, value in overrides.get("train", {}).items():
         train[key] = {**train.get(key, {}), **value} if isinstance(value, dict) else value
     ModelConfig.from_dict(model, source)
-    return model, _dataclass_from(TrainConfig, train, source)
+    return model, dataclass_from(TrainConfig, train, source)
+
+
+def training_travel_times(network: Network, params: GeneratorParams, model_settings: dict, velocity,
+                          spacing_km: float = 1.0, cache_dir=None, progress: bool = True) -> TravelTimes:
+    """The travel-time table a model of ``model_settings`` is trained with on ``network``: the
+    generator's extent, deep enough for the source graph (its depth plus 5 km)."""
+    max_dist, max_depth = travel_time_extent(network, params)
+    depth = max(max_depth, model_config_for(model_settings, params).depth_max_km + 5.0)
+    return TravelTimes.build(velocity, max_dist, depth, spacing_km=spacing_km, cache_dir=cache_dir, progress=progress)
 
 
 def model_config_for(settings: dict, params: GeneratorParams) -> ModelConfig:
