@@ -8,7 +8,12 @@ picks of the same label on at least ``min_stations`` other stations fall within 
 moveout any source in the region can give between the two stations (from the travel-time table,
 plus the difference of the station statics and a tolerance). The same count on the same picks
 with each station's times shifted by its own random offset (moveout destroyed, rates kept) is
-the number flagged by chance; the background rate of each station is then its unflagged
+the number flagged by chance. Only station pairs within twice the median distance at which the
+reference's events are picked count as partners (:func:`coherence_distance_km`): two stations
+that pick one typical event lie within that of each other, while on a network much wider than
+that (100 stations over 300 km) distant partners, with moveout bounds near a minute, would make
+nearly every pick coherent by chance and the chance correction meaningless. On a local network
+the distance exceeds the aperture and every pair counts. The background rate of each station is then its unflagged
 unlabelled picks divided by the fraction a pure-noise stream keeps (1 minus the chance rate,
 measured on a shifted stream thinned to the noise rate so estimated, iterated), so chance
 coincidences in a busy stream are not taken out of the noise.
@@ -37,11 +42,22 @@ EDGE_WINDOW_S = 0.05
 DUPLICATE_WINDOW_S = 0.1
 
 
+def coherence_distance_km(reference: ReferenceEvents, network: Network) -> float:
+    """Twice the median epicentral distance (km) of the reference events' picking stations: the
+    farthest apart two stations picking a typical event are (module doc)."""
+    picked = reference.selected_p | reference.selected_s
+    src = reference.sources
+    distance = np.hypot(src[:, None, 0] - network.xyz[None, :, 0], src[:, None, 1] - network.xyz[None, :, 1])
+    return 2.0 * float(np.median(distance[picked])) if picked.any() else float("inf")
+
+
 def pair_moveout_bounds(network: Network, travel_times: TravelTimes, statics: np.ndarray, padding_km: float = 20.0,
-                        depth_max_km: float = 20.0, spacing_km: float = 5.0, tolerance_s: float = 1.0) -> np.ndarray:
+                        depth_max_km: float = 20.0, spacing_km: float = 5.0, tolerance_s: float = 1.0,
+                        max_pair_km: float = float("inf")) -> np.ndarray:
     """``[M, M, 2]`` largest |arrival-time difference| (s) between two stations, P and S, over
     sources on a ``spacing_km`` grid of the padded network region (depths 0 to ``depth_max_km``),
-    with statics ``[M, 2]``, plus ``tolerance_s``."""
+    with statics ``[M, 2]``, plus ``tolerance_s``; -1 (no coincidence possible) for station pairs
+    farther apart than ``max_pair_km``."""
     x0, x1, y0, y1 = network.region(padding_km)
     gx, gy, gz = np.meshgrid(np.arange(x0, x1 + spacing_km, spacing_km), np.arange(y0, y1 + spacing_km, spacing_km),
                              np.arange(0.0, depth_max_km + spacing_km, spacing_km), indexing="ij")
@@ -53,7 +69,9 @@ def pair_moveout_bounds(network: Network, travel_times: TravelTimes, statics: np
     for lo in range(0, len(sources), chunk):
         arrival = travel_times(sources[lo:lo + chunk], network.xyz) + statics[None]  # [G, M, 2]
         np.maximum(spread, np.abs(arrival[:, :, None, :] - arrival[:, None, :, :]).max(0), out=spread)
-    return spread + tolerance_s
+    spread += tolerance_s
+    spread[network.distances_km() > max_pair_km] = -1.0
+    return spread
 
 
 def coherent_picks(station: np.ndarray, time_s: np.ndarray, phase: np.ndarray, bounds: np.ndarray,
@@ -115,8 +133,11 @@ def fit_background(picks: pd.DataFrame, reference: ReferenceEvents, network: Net
     f_sta, f_t, f_ph = sta[free], seconds[free], phase_code[free]
     chance = np.zeros(n_sta)
     coherent = np.zeros(len(f_t), bool)
+    pair_km = float("inf")
     if travel_times is not None and len(f_t):
-        bounds = pair_moveout_bounds(network, travel_times, np.zeros((n_sta, 2)) if statics is None else statics)
+        pair_km = coherence_distance_km(reference, network)
+        bounds = pair_moveout_bounds(network, travel_times, np.zeros((n_sta, 2)) if statics is None else statics,
+                                     max_pair_km=pair_km)
         coherent = coherent_picks(f_sta, f_t, f_ph, bounds, min_stations)
         rng = np.random.default_rng(seed)
         shifted = _station_shifted(f_sta, f_t, hours * 3600.0, rng)
@@ -168,6 +189,7 @@ def fit_background(picks: pd.DataFrame, reference: ReferenceEvents, network: Net
         "unlabelled_picks": int(free.sum()),
         "coherent_picks": int(coherent.sum()),
         "coherent_by_chance": int(round(float((per_station * hours - kept).sum()))),
+        "coherence_pair_km": pair_km if np.isfinite(pair_km) else None,
         "edge_picks": int(edge.sum()),
         "double_picks": int(twin.sum()),
     }

@@ -79,12 +79,9 @@ class VelocityModel:
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def write_tvel(self, path: str | os.PathLike, splice_km: float) -> None:
-        """Write a TauP ``.tvel`` file: these layers down to ``splice_km``, IASP91 below.
-
-        TauP needs a whole-Earth model. Each layer gets a tiny velocity gradient (0.01 % per km):
-        constant-velocity layers have no turning rays, so without it TauP would miss the head
-        waves along intra-crustal interfaces that are the first arrivals at local distances.
-        """
+        """Write a TauP ``.tvel`` file: these constant-velocity layers down to ``splice_km``,
+        IASP91 below (TauP needs a whole-Earth model; :func:`generator.traveltimes.taup_first_arrivals`
+        puts the splice 50 km below the deepest table depth, beyond the rays a table uses)."""
         import obspy
 
         iasp = np.loadtxt(Path(obspy.__file__).parent / "taup" / "data" / "iasp91.tvel", skiprows=2)
@@ -93,8 +90,7 @@ class VelocityModel:
         lines = []
         for top, bottom, vp, vs in zip(tops, bottoms, self.vp, self.vs):
             rho = 1.74 * vp**0.25  # Brocher-style density, g/cm3; TauP does not use it
-            grow = 1.0 + 1e-4 * (bottom - top)
-            lines += [(top, vp, vs, rho), (bottom, vp * grow, vs * grow, rho)]
+            lines += [(top, vp, vs, rho), (bottom, vp, vs, rho)]
         deep = iasp[iasp[:, 0] > splice_km]
         at_splice = [np.interp(splice_km, iasp[:, 0], iasp[:, k]) for k in (1, 2, 3)]
         if at_splice[0] > lines[-1][1]:

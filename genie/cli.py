@@ -119,8 +119,7 @@ def _synth(args: argparse.Namespace) -> int:
     model = load_velocity_model(args.velocity_model)
     reference = read_catalog(args.reference_catalog) if args.reference_catalog else None
     max_dist, max_depth = travel_time_extent(network, params)
-    travel_times = TravelTimes.build(model, max_dist, max_depth, spacing_km=args.tt_spacing, cache_dir=args.cache,
-                                     progress=not args.quiet)
+    travel_times = TravelTimes.build(model, max_dist, max_depth, spacing_km=args.tt_spacing, cache_dir=args.cache)
     picks, events = generate(network, travel_times, params, args.hours * 3600.0, args.seed, start=args.start,
                              reference=reference)
     out = Path(args.out)
@@ -182,7 +181,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     catalog = read_catalog(args.catalog)
     model = load_velocity_model(args.velocity_model)
     travel_times = TravelTimes.build(model, *travel_time_extent(network, start), spacing_km=args.tt_spacing,
-                                     cache_dir=args.cache, progress=not args.quiet)
+                                     cache_dir=args.cache)
     reference = label_picks(catalog, picks, network, travel_times, min_stations=args.min_stations)
     if len(reference) < 20:
         raise InputError(f"only {len(reference)} catalog events have picks on >= {args.min_stations} stations; "
@@ -247,7 +246,8 @@ def _calibrate(args: argparse.Namespace) -> int:
         f"{k} {v['s_given_p']:.2f} {v['s_given_no_p']:.2f} {v['correlation']:.2f}" for k, v in cs.items()))
     if "background" in report["fits"]:
         bg = report["fits"]["background"]
-        print(f"unlabelled picks {bg['unlabelled_picks']}: {bg['coherent_picks']} line up across >= 4 stations "
+        within = f" within {bg['coherence_pair_km']:.0f} km" if bg.get("coherence_pair_km") else ""
+        print(f"unlabelled picks {bg['unlabelled_picks']}: {bg['coherent_picks']} line up across >= 4 stations{within} "
               f"(about {bg['coherent_by_chance']} by chance): arrivals of uncatalogued events, left out of the noise")
     if budget is not None:
         worst = budget.iloc[int((budget["ratio"] - 1).abs().argmax())]
@@ -277,8 +277,7 @@ def _train(args: argparse.Namespace) -> int:
     params = GeneratorParams.from_json(args.generator_params) if args.generator_params else GeneratorParams()
     network = Network.from_stations(read_stations(args.stations))
     velocity = load_velocity_model(args.velocity_model)
-    travel_times = training_travel_times(network, params, model_settings, velocity, args.tt_spacing, args.cache,
-                                         progress=not args.quiet)
+    travel_times = training_travel_times(network, params, model_settings, velocity, args.tt_spacing, args.cache)
     print(f"training the {args.config} model on {len(network)} stations ({device}), {config.steps} steps; "
           f"checkpoints in {args.out}/checkpoint.pt")
     model, report = train(network, travel_times, params, model_settings, config, args.out, device=device,

@@ -438,8 +438,12 @@ def locate_and_associate(model: GenieModel, picks: PickTable, store: WindowStore
     for _ in range(settings.relocation_rounds):
         table = _greedy(_entries(model, picks, xyz, origin, embedding, settings.assoc_threshold, 1, activity))
         arrivals = _arrivals(table, picks, statics, len(origin), n_sta)
+        # The search spans two label widths around the peak; its grid coarsens with the width
+        # (wider labels come with coarser source graphs) so its size stays that of the 8 km
+        # labels of small; the least-squares relocation of the final round refines it.
         new_xyz, new_origin, _ = locate(model.travel_times, stations, arrivals, xyz, depth_range,
-                                        radius_km=2 * c.label_sigma_km)
+                                        radius_km=2 * c.label_sigma_km, coarse_km=max(2.5, c.label_sigma_km / 4),
+                                        fine_km=max(1.0, c.label_sigma_km / 10))
         located = np.isfinite(new_origin)
         xyz[located], origin[located] = new_xyz[located], new_origin[located]
         # Halves of a split event converge on relocation: keep the one with more picks.

@@ -24,6 +24,9 @@ from generator.traveltimes import TravelTimes
 
 def _score(travel_times: TravelTimes, station_xyz: np.ndarray, arrivals: np.ndarray, candidates: np.ndarray):
     """Origin ``[D, C]``, misfit ``[D, C]`` (mean |residual|, s) for candidates ``[D, C, 3]``."""
+    # Only stations with a pick in this chunk: on a wide network most have none.
+    used = np.isfinite(arrivals).any(axis=(0, 2))
+    arrivals, station_xyz = arrivals[:, used], station_xyz[used]
     d, c = candidates.shape[:2]
     tt = travel_times(candidates.reshape(-1, 3), station_xyz).reshape(d, c, *arrivals.shape[1:])
     implied = arrivals[:, None] - tt  # [D, C, S, 2] origin implied by each pick

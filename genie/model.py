@@ -42,8 +42,8 @@ from generator.traveltimes import TravelTimes
 from generator.velocity import VelocityModel
 from genie.features import PickTable, n_features, window_features
 from genie.graphs import knn_edges, lloyd_nodes, product_graph, within_range
-from genie.layers import (AssociationHead, ProductConv, QueryAttention, ReadIn, SourceConv, StructuredMean,
-                          TemporalAttention, mean_adjacency)
+from genie.layers import (AssociationHead, ProductConv, QueryAttention, ReadIn, SourceConv, SparseMean,
+                          StructuredMean, TemporalAttention, mean_adjacency)
 
 MODEL_FORMAT_VERSION = 2
 PAIR_CHANNELS = 4
@@ -79,7 +79,10 @@ class ModelConfig:
     depth_min_km: float = _c(0.0, "km", "shallowest source node")
     depth_max_km: float = _c(20.0, "km", "deepest source node")
     depth_scale: float = _c(1.0, "1", "depth stretch while packing source nodes (>1: denser in depth)")
-    max_distance_km: float | None = _c(None, "km", "keep only product pairs within this epicentral distance (None: all)")
+    max_distance_km: float | None = _c(None, "km", "keep only product pairs within this epicentral distance (None: all; "
+                                                   "training fills it from the generator, genie.sizing)")
+    product_budget: int | None = _c(None, "1", "most product-graph nodes training may size the model to (genie.sizing; "
+                                               "None: n_sources and widths as given)")
     hidden: int = _c(30, "1", "hidden width")
     latent: int = _c(15, "1", "latent width of source embeddings")
     n_product_layers: int = _c(2, "1", "message-passing rounds on the product graph")
@@ -314,7 +317,8 @@ class GenieModel(nn.Module):
 
     def _adjacencies(self):
         """Mean aggregations ``(station, source, read-in, source graph)``: on the factor graphs
-        (:class:`~genie.layers.StructuredMean`) for a full product graph, else sparse matrices."""
+        (:class:`~genie.layers.StructuredMean`) for a full product graph, else sparse matrices
+        (:class:`~genie.layers.SparseMean`)."""
         key = str(self.device)
         if key not in self._adjacency:
             n_pairs, s, x = self.pairs.shape[0], self.n_stations, self.n_sources
@@ -328,9 +332,9 @@ class GenieModel(nn.Module):
                              StructuredMean("readin", s, x), graph)
             else:
                 readin = torch.stack([torch.arange(n_pairs, device=self.device), self.pairs[:, 1]])
-                adjacency = (mean_adjacency(self.station_edges, n_pairs, device=self.device),
-                             mean_adjacency(self.source_edges, n_pairs, device=self.device),
-                             mean_adjacency(readin, x, n_pairs, device=self.device), graph)
+                adjacency = (SparseMean(mean_adjacency(self.station_edges, n_pairs, device=self.device)),
+                             SparseMean(mean_adjacency(self.source_edges, n_pairs, device=self.device)),
+                             SparseMean(mean_adjacency(readin, x, n_pairs, device=self.device)), graph)
             self._adjacency = {key: adjacency}
         return self._adjacency[key]
 

@@ -288,7 +288,7 @@ class SelfTrainer:
         if self.device.type == "cuda":
             config.batch.windows = max(config.batch.windows, s.cuda_windows)
         travel_times = training_travel_times(self.network, start, model_settings, velocity, self.tt_spacing_km,
-                                             self.cache_dir, self.progress)
+                                             self.cache_dir)
         t0 = time.perf_counter()
         labelled = label_picks(self.reference, self.picks, self.network, travel_times)
         params, report = calibrate(self.network, labelled, travel_times, picks=self.picks, start=start,

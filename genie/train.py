@@ -43,6 +43,7 @@ from genie.features import PickTable
 from genie.labels import candidate_targets
 from genie.model import GenieModel, ModelConfig
 from genie.pseudolabels import draw_real_batch
+from genie.sizing import size_model
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ CONFIGS = {
     "small": {
         "model": {"n_sources": 300, "k_sources": 10, "k_stations": 6, "hidden": 24, "latent": 12,
                   "n_product_layers": 2, "n_source_layers": 2, "kernel_s": 1.5, "wide_kernel_s": 4.5,
-                  "label_sigma_km": 8.0,
+                  "label_sigma_km": 8.0, "product_budget": 7000,
                   "label_sigma_s": 2.0, "n_offsets": 3, "offset_step_s": 1.5, "k_query": 8,
                   "assoc_window_s": 3.0, "assoc_candidates": 8},
         "train": {"steps": 4000, "checkpoint_every": 100, "validate_every": 0, "validation_hours": 12.0,
@@ -92,7 +93,7 @@ CONFIGS = {
         "model": {"n_sources": 500, "k_sources": 15, "k_stations": 8, "hidden": 30, "latent": 15,
                   "n_product_layers": 4, "n_source_layers": 3, "kernel_s": 5.0, "label_sigma_km": 15.0,
                   "label_sigma_s": 6.5, "n_offsets": 5, "offset_step_s": 2.0, "k_query": 15,
-                  "assoc_window_s": 10.0, "assoc_candidates": 12},
+                  "assoc_window_s": 10.0, "assoc_candidates": 12, "product_budget": 100000},
         "train": {"steps": 20000, "checkpoint_every": 250, "validate_every": 2000, "validation_hours": 6.0,
                   "batch": {"windows": 75, "queries": 30}},
     },
@@ -139,20 +140,22 @@ def load_config(spec: str, source: str | None = None) -> tuple[dict, TrainConfig
 
 
 def training_travel_times(network: Network, params: GeneratorParams, model_settings: dict, velocity,
-                          spacing_km: float = 1.0, cache_dir=None, progress: bool = True) -> TravelTimes:
+                          spacing_km: float = 1.0, cache_dir=None) -> TravelTimes:
     """The travel-time table a model of ``model_settings`` is trained with on ``network``: the
     generator's extent, deep enough for the source graph (its depth plus 5 km)."""
     max_dist, max_depth = travel_time_extent(network, params)
-    depth = max(max_depth, model_config_for(model_settings, params).depth_max_km + 5.0)
-    return TravelTimes.build(velocity, max_dist, depth, spacing_km=spacing_km, cache_dir=cache_dir, progress=progress)
+    values = {"depth_max_km": params.depth_max_km, **model_settings}
+    depth = max(max_depth, float(values["depth_max_km"]) + 5.0)
+    return TravelTimes.build(velocity, max_dist, depth, spacing_km=spacing_km, cache_dir=cache_dir)
 
 
-def model_config_for(settings: dict, params: GeneratorParams) -> ModelConfig:
-    """The model configuration, with the source graph's depth range and padding taken from the
-    generator where the settings leave them out."""
-    values = {"depth_min_km": params.depth_min_km, "depth_max_km": params.depth_max_km,
+def model_config_for(settings: dict, params: GeneratorParams, network: Network) -> ModelConfig:
+    """The model configuration for a new model on ``network``: the source graph's depth range and
+    padding taken from the generator where the settings leave them out, then sized to the
+    network (:func:`genie.sizing.size_model`: pair range, node count, label widths)."""
+    values = {**ModelConfig().to_dict(), "depth_min_km": params.depth_min_km, "depth_max_km": params.depth_max_km,
               "padding_km": params.region_padding_km, **settings}
-    return ModelConfig.from_dict(values)
+    return ModelConfig.from_dict(size_model(values, network, params))
 
 
 def batch_losses(model: GenieModel, batch: Batch) -> dict[str, torch.Tensor]:
@@ -281,7 +284,7 @@ def train(network: Network, travel_times: TravelTimes, params: GeneratorParams, 
     device = torch.device(device)
     checkpoint_path = out / "checkpoint.pt"
     torch.manual_seed(config.seed)
-    model = GenieModel.build(model_config_for(model_settings, params), network, travel_times,
+    model = GenieModel.build(model_config_for(model_settings, params, network), network, travel_times,
                              params.statics_for(network.ids))
     step, history = 0, []
     if checkpoint_path.is_file():

@@ -44,8 +44,7 @@ def main() -> None:
     dmax, zmax = travel_time_extent(net, params)
     with tempfile.TemporaryDirectory() as cache:
         t0 = time.perf_counter()
-        tt = TravelTimes.build(VelocityModel.homogeneous(6.0), dmax, zmax, spacing_km=2.0, cache_dir=cache,
-                               progress=False)
+        tt = TravelTimes.build(VelocityModel.homogeneous(6.0), dmax, zmax, spacing_km=2.0, cache_dir=cache)
         t_table = time.perf_counter() - t0
     x0, x1, y0, y1 = net.region(params.region_padding_km)
     n = args.events
@@ -69,7 +68,7 @@ def main() -> None:
         ("travel times + selections", n, t_tt + t_sel, ""),
         ("full generate() incl. picks", len(events), t_gen, f"{len(picks):,} picks"),
     ]
-    print(f"network: {args.stations} stations; TauP table (homogeneous, 2 km grid) built in {t_table:.1f} s; 1 thread")
+    print(f"network: {args.stations} stations; travel-time table (homogeneous, 2 km grid) built in {t_table:.1f} s; 1 thread")
     print(f"{'stage':30s}{'events':>10s}{'seconds':>10s}{'events/s':>12s}  note")
     for name, count, seconds, note in rows:
         print(f"{name:30s}{count:>10,d}{seconds:>10.3f}{count / seconds:>12,.0f}  {note}")

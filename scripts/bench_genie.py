@@ -36,7 +36,7 @@ from genie.train import batch_losses, load_config, model_config_for, total_loss
 
 def bench(device: str, network, travel_times, params, model_settings, config, n_windows: int, steps: int) -> dict:
     torch.manual_seed(0)
-    model = GenieModel.build(model_config_for(model_settings, params), network, travel_times).to(device)
+    model = GenieModel.build(model_config_for(model_settings, params, network), network, travel_times).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def sync():

@@ -15,7 +15,7 @@ Prints one table (markdown) and writes ``bench_salton.json`` next to it (``--out
   (:func:`calibration.reference.label_picks` with station statics) per magnitude bin.
 
 Peers use their documented settings for a local network with the same 1-D model and statics
-as ours (PyOcto: VelocityModel1D from our TauP table, station residuals = our statics; GaMMA:
+as ours (PyOcto: VelocityModel1D from our travel-time table, station residuals = our statics; GaMMA:
 its own homogeneous model of its Salton Sea example, vp 6.0, vs = vp / 1.75, BGMM with DBSCAN);
 their settings are printed beside the results. Peers are optional (``pip install .[bench]``);
 missing ones are skipped. Timings are ratios within one run on this machine.

@@ -51,8 +51,7 @@ def homogeneous_tt(tt_cache):
     from generator.traveltimes import TravelTimes
     from generator.velocity import VelocityModel
 
-    return TravelTimes.build(VelocityModel.homogeneous(6.0), 120.0, 25.0, spacing_km=2.0, cache_dir=tt_cache,
-                             progress=False)
+    return TravelTimes.build(VelocityModel.homogeneous(6.0), 120.0, 25.0, spacing_km=2.0, cache_dir=tt_cache)
 
 
 @pytest.fixture(scope="session")
@@ -60,8 +59,7 @@ def layered_tt(tt_cache):
     from generator.traveltimes import TravelTimes
     from generator.velocity import VelocityModel
 
-    return TravelTimes.build(VelocityModel.hadley_kanamori(), 65.0, 21.0, spacing_km=1.0, cache_dir=tt_cache,
-                             progress=False)
+    return TravelTimes.build(VelocityModel.hadley_kanamori(), 65.0, 21.0, spacing_km=1.0, cache_dir=tt_cache)
 
 
 # A GENIE model small enough to build and run in milliseconds (16-station grid network).

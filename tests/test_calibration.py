@@ -19,6 +19,8 @@ from generator.detection import sample_selections
 from generator.events import gutenberg_richter
 from generator.params import GeneratorParams
 from generator.synthesize import generate
+from generator.traveltimes import TravelTimes
+from generator.velocity import VelocityModel
 from test_generator import grid_network
 
 
@@ -270,6 +272,31 @@ def test_background_excludes_uncatalogued_events(homogeneous_tt):
     assert bg["background_rate_per_hour"] == pytest.approx(10.0, rel=0.15)
     assert bg["coherent_picks"] == pytest.approx(uncatalogued, rel=0.3)
     assert set(bg["station_background"]) == set(net.ids)
+
+
+def test_background_on_a_wide_network(tmp_path):
+    """100 stations over 270 km: partners farther apart than twice the median pick distance do not
+    count, so chance coincidences stay rare and the known rate (10 per hour) is recovered; with
+    every pair counting, nearly every noise pick would have 4 partners within a minute."""
+    from calibration.background import coherence_distance_km, pair_moveout_bounds
+    from calibration.background import fit_background as fit
+
+    net = grid_network(10, 30.0)
+    tt = TravelTimes.build(VelocityModel.homogeneous(6.0), 420.0, 25.0, spacing_km=2.0, cache_dir=tmp_path)
+    params = GeneratorParams(event_rate_per_day=300, burst_rate_per_day=0.0, background_rate_per_hour=10.0,
+                             background_rate_spread=0.0, background_diurnal_amplitude=0.0, coda_pick_rate=0.0,
+                             spike_rate_per_day=0.0, phase_flip_rate=0.0, magnitude_min=1.5)
+    picks, events = generate(net, tt, params, 6 * 3600.0, 5)
+    contract = picks[["station_id", "time", "phase", "score", "amplitude"]]
+    ref = label_picks(events, contract, net, tt, min_stations=3)
+    limit = coherence_distance_km(ref, net)
+    assert 30.0 < limit < 0.5 * net.distances_km().max()
+    bounds = pair_moveout_bounds(net, tt, np.zeros((len(net), 2)), max_pair_km=limit)
+    far = net.distances_km() > limit
+    assert (bounds[far] == -1.0).all() and (bounds[~far] > 0).all()
+    bg = fit(contract, ref, net, tt)
+    assert bg["coherence_pair_km"] == pytest.approx(limit)
+    assert bg["background_rate_per_hour"] == pytest.approx(10.0, rel=0.2)
 
 
 def test_calibration_recovers_planted_station_statics(homogeneous_tt):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from generator.traveltimes import TravelTimes, taup_first_arrivals
+from generator.traveltimes import TravelTimes, layered_first_arrivals, taup_first_arrivals
 from generator.velocity import VelocityModel, load_velocity_model
 from catalogs.schema import InputError
 
@@ -16,14 +16,62 @@ def test_homogeneous_model_matches_straight_rays(homogeneous_tt):
     assert t[0, 1, 0] > (np.hypot(np.hypot(20, 7), 5) / 6.0)  # 500 m elevation adds time
 
 
-def test_layered_table_accuracy_against_taup(layered_tt):
+def test_table_interpolation_between_grid_nodes(layered_tt):
+    # Off-grid points, shallow sources included (the time curves most there), against rays
+    # traced to each point itself.
     rng = np.random.default_rng(0)
     n = 25
     depth = np.concatenate([rng.uniform(0, 1, 5), rng.uniform(0, 20, n - 5)])
     dist = rng.uniform(0, 60, n)
     pred = layered_tt(np.column_stack([dist, np.zeros(n), depth]), np.zeros((1, 3)))[:, 0, :]
-    truth = np.array([taup_first_arrivals(layered_tt.model, [z], [d])[:, 0, 0] for z, d in zip(depth, dist)])
+    truth = np.array([layered_first_arrivals(layered_tt.model, [z], [d])[:, 0, 0] for z, d in zip(depth, dist)])
     assert np.abs(pred - truth).max() < 0.05
+
+
+# A Northern-California-like crust: 9 layers to 32 km, the Moho at 32 km (Pn at 7.83 km/s).
+NCAL_VP = (3.2, 4.5, 4.8, 5.51, 6.21, 6.89, 6.95, 7.1, 7.83)
+NCAL = VelocityModel((0.0, 1.0, 3.0, 4.0, 6.0, 9.0, 14.0, 25.0, 32.0), NCAL_VP, tuple(v / 1.75 for v in NCAL_VP),
+                     name="ncal9")
+
+
+@pytest.mark.parametrize("model", [NCAL, VelocityModel.hadley_kanamori()], ids=["ncal9", "hadley_kanamori"])
+def test_ray_sweep_matches_taup_to_400_km(model):
+    # Random grid points of a 400 km x 40 km table, a third of them beyond the Pn crossover
+    # (about 130-190 km here), against direct TauP calls.
+    rng = np.random.default_rng(3)
+    depths = np.sort(rng.choice(41, 4, replace=False)).astype(float)
+    distances = np.sort(np.concatenate([rng.choice(150, 8, replace=False), 150 + rng.choice(251, 8, replace=False)]))
+    ours = layered_first_arrivals(model, depths, distances.astype(float))
+    taup = taup_first_arrivals(model, depths, distances.astype(float))
+    assert np.abs(ours - taup).max() < 0.05
+    # The far points are Pn/Sn: TauP's times there grow at the mantle slowness.
+    far = distances > 250
+    slope = np.diff(taup[0][:, far], axis=1) / np.diff(distances[far])
+    assert np.allclose(slope, 1 / 7.83 if model is NCAL else 1 / 7.8, atol=1e-3)
+
+
+def test_ray_sweep_with_a_low_velocity_zone_is_never_later_than_taup():
+    # A fast lid (7.0 km/s, 14-25 km) over a slower layer: rays guided in the lid are first
+    # arrivals that TauP's phases leave out; every TauP arrival is one of ours.
+    vp = (5.5, 6.2, 7.0, 6.4, 7.9)
+    model = VelocityModel((0.0, 5.0, 14.0, 25.0, 32.0), vp, tuple(v / 1.75 for v in vp), name="lvz")
+    depths, distances = np.array([2.0, 12.0, 20.0, 30.0]), np.array([0.0, 30.0, 90.0, 170.0, 260.0, 380.0])
+    ours = layered_first_arrivals(model, depths, distances)
+    taup = taup_first_arrivals(model, depths, distances)
+    assert (ours <= taup + 1e-3).all()
+    assert np.abs(ours - taup)[:, :2].max() < 0.05  # sources above the lid: the same rays
+
+
+def test_tables_share_one_build(tmp_path):
+    model = VelocityModel.hadley_kanamori()
+    first = TravelTimes.build(model, 80.0, 20.0, spacing_km=2.0, cache_dir=tmp_path)
+    second = TravelTimes.build(model, 60.0, 30.0, spacing_km=2.0, cache_dir=tmp_path)  # deeper, shorter
+    assert len(list(tmp_path.glob("*.npz"))) == 1  # the first build reached 60 km depth
+    assert first.times.shape == (2, 11, 41) and second.times.shape == (2, 16, 31)
+    direct = layered_first_arrivals(model, np.arange(16) * 2.0, np.arange(31) * 2.0)
+    np.testing.assert_array_equal(second.times, direct)
+    TravelTimes.build(model, 100.0, 20.0, spacing_km=2.0, cache_dir=tmp_path)  # farther: a new table
+    assert len(list(tmp_path.glob("*.npz"))) == 2
 
 
 def test_head_wave_is_first_arrival(layered_tt):
@@ -48,9 +96,9 @@ def test_torch_path_matches_numpy(layered_tt):
 
 def test_table_is_cached(tmp_path):
     model = VelocityModel.homogeneous(5.0)
-    first = TravelTimes.build(model, 6.0, 4.0, spacing_km=2.0, cache_dir=tmp_path, progress=False)
+    first = TravelTimes.build(model, 6.0, 4.0, spacing_km=2.0, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("*.npz"))) == 1
-    second = TravelTimes.build(model, 6.0, 4.0, spacing_km=2.0, cache_dir=tmp_path, progress=False)
+    second = TravelTimes.build(model, 6.0, 4.0, spacing_km=2.0, cache_dir=tmp_path)
     np.testing.assert_array_equal(first.times, second.times)
 
 
