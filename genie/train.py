@@ -74,8 +74,9 @@ class TrainConfig:
 
 
 CONFIGS = {
-    # Sized to a local network of ~10-100 stations and ~100 km aperture; trains on 2 CPU cores in
-    # about 15 minutes.
+    # Written for a local network of ~10-30 stations and ~100 km aperture (15 minutes on 2 CPU
+    # cores); genie.sizing scales the graph to larger networks within product_budget (24 minutes
+    # for 100 stations over 300 km).
     "small": {
         "model": {"n_sources": 300, "k_sources": 10, "k_stations": 6, "hidden": 24, "latent": 12,
                   "n_product_layers": 2, "n_source_layers": 2, "kernel_s": 1.5, "wide_kernel_s": 4.5,
