@@ -132,6 +132,7 @@ def size_model(values: dict, network: Network, params: GeneratorParams) -> dict:
             out[key] = round(float(out[key] * factor), 2)
     out["max_distance_km"] = pair_range(width)
     out["n_sources"] = n
-    logger.info("model sized to the network: %d source nodes, label width %.1f km, pairs within %s km (about %.0f "
-                "stations per source node)", n, width, out["max_distance_km"] or "any", within)
+    pairs = "every pair" if out["max_distance_km"] is None else f"pairs within {out['max_distance_km']:g} km"
+    logger.info("model sized to the network: %d source nodes, label width %.1f km, %s (about %.0f stations per "
+                "source node)", n, width, pairs, within)
     return out
