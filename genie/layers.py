@@ -161,11 +161,13 @@ class ProductConv(_MeanConv):
         # mean_j(W x_j) = W mean_j(x_j): aggregating the (narrower or equal) inputs and
         # accumulating the three products into one output moves far less memory than three
         # full-width products, two aggregations and two sums (the same numbers up to rounding).
-        # Not in place: autograd would copy the whole output for each in-place update.
         out = self.lin_self(x)
         flat = out.view(-1, out.shape[-1])
-        flat = torch.addmm(flat, self.aggregate_mean(station_adj, x).reshape(-1, n_in), self.lin_station.weight.T)
-        flat = torch.addmm(flat, self.aggregate_mean(source_adj, x).reshape(-1, n_in), self.lin_source.weight.T)
+        # In place when inferring (no new full-width tensors); out of place when training, where
+        # autograd would copy the whole output for each in-place update.
+        accumulate = torch.Tensor.addmm_ if not torch.is_grad_enabled() else torch.addmm
+        flat = accumulate(flat, self.aggregate_mean(station_adj, x).reshape(-1, n_in), self.lin_station.weight.T)
+        flat = accumulate(flat, self.aggregate_mean(source_adj, x).reshape(-1, n_in), self.lin_source.weight.T)
         return self.act(flat.view(out.shape))
 
 

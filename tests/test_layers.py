@@ -113,3 +113,16 @@ def test_reset_parameters_reinitialises(layer):
     layer.reset_parameters()
     after = list(layer.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, after) if a.numel() > 1)
+
+
+def test_product_conv_inference_path_equals_training_path():
+    # Inference accumulates in place, training out of place: the same numbers.
+    torch.manual_seed(0)
+    conv = ProductConv(5, 7)
+    x = torch.rand(30, 4, 5)
+    station, source = torch.randint(0, 30, (2, 80)), torch.randint(0, 30, (2, 60))
+    trained = conv(x, station, source)
+    with torch.no_grad():
+        inferred = conv(x, station, source)
+    assert trained.requires_grad and not inferred.requires_grad
+    torch.testing.assert_close(inferred, trained.detach(), rtol=0, atol=0)
