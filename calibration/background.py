@@ -46,8 +46,7 @@ def coherence_distance_km(reference: ReferenceEvents, network: Network) -> float
     """Twice the median epicentral distance (km) of the reference events' picking stations: the
     farthest apart two stations picking a typical event are (module doc)."""
     picked = reference.selected_p | reference.selected_s
-    src = reference.sources
-    distance = np.hypot(src[:, None, 0] - network.xyz[None, :, 0], src[:, None, 1] - network.xyz[None, :, 1])
+    distance = network.epicentral_km(reference.sources)
     return 2.0 * float(np.median(distance[picked])) if picked.any() else float("inf")
 
 

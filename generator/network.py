@@ -49,6 +49,11 @@ class Network:
         d = self.xyz[:, None, :2] - self.xyz[None, :, :2]
         return np.sqrt((d**2).sum(-1))
 
+    def epicentral_km(self, points) -> np.ndarray:
+        """Horizontal distances ``[N, M]`` (km) from ``points [N, >=2]`` (x, y km) to the stations."""
+        points = np.asarray(points, dtype="float64")
+        return np.hypot(points[:, None, 0] - self.xyz[None, :, 0], points[:, None, 1] - self.xyz[None, :, 1])
+
     def covariance(self, length_km: float) -> np.ndarray:
         """``C_ij = exp(-d_ij^2 / length^2)`` plus a small diagonal jitter, ``[M, M]``."""
         return np.exp(-((self.distances_km() / length_km) ** 2)) + COVARIANCE_JITTER * np.eye(len(self))

@@ -71,7 +71,7 @@ def detection_range_km(network: Network, params: GeneratorParams, bounds, seed: 
     magnitudes = gutenberg_richter(RANGE_EVENTS, params.b_value, params.magnitude_min, params.magnitude_max, rng)
     sel = sample_selections(network, sources, magnitudes, params, rng)
     picked = sel.p | sel.s
-    distance = np.hypot(sources[:, None, 0] - network.xyz[None, :, 0], sources[:, None, 1] - network.xyz[None, :, 1])
+    distance = network.epicentral_km(sources)
     n_picked = picked.sum(1)
     detectable = n_picked >= RANGE_MIN_STATIONS
     if not detectable.any():
@@ -86,7 +86,7 @@ def mean_stations_within(network: Network, bounds, distance_km: float, n_points:
     rng = np.random.default_rng(seed)
     lo, hi = np.array(bounds[0:4:2]), np.array(bounds[1:4:2])
     points = lo + rng.random((n_points, 2)) * (hi - lo)
-    distance = np.hypot(points[:, None, 0] - network.xyz[None, :, 0], points[:, None, 1] - network.xyz[None, :, 1])
+    distance = network.epicentral_km(points)
     return float((distance <= distance_km).sum(1).mean())
 
 
