@@ -221,6 +221,7 @@ class TravelTimes:
         straight = np.hypot(depth, dist)[None] / self.top_velocity[:, None, None]
         self._residual = [np.ascontiguousarray(self.times[k] - straight[k]).ravel() for k in range(2)]
         self._torch_tables = {}
+        self._stacked = None  # both phases' residual tables end to end (paired)
 
     @property
     def max_distance_km(self) -> float:
@@ -264,11 +265,12 @@ class TravelTimes:
                     np.savez(f, times=times)
         return cls(model, np.ascontiguousarray(times[:, :n_depth, :n_dist]), spacing_km)
 
-    def _index(self, xp, src, sta):
+    def _index(self, xp, src, sta, paired: bool = False):
         """Index arithmetic shared by the numpy (``xp`` is numpy) and torch paths.
 
         Returns flat table indices ``k [N, M]``, distance weights ``wr [N, M]``, depth weights
-        ``wz [N, 1]`` and hypocentral distances ``hyp [N, M]`` (km).
+        ``wz [N, 1]`` and hypocentral distances ``hyp [N, M]`` (km); with ``paired``, source i
+        with station i only, all ``[N]``.
         """
         n_depth, n_dist = self.times.shape[1:]
         h = self.spacing_km
@@ -284,12 +286,15 @@ class TravelTimes:
                 return f.floor().long().clamp(max=n - 2)
         fz = depth / h
         j = cell(fz, n_depth)
-        dx = src[:, None, 0] - sta[None, :, 0]
-        dy = src[:, None, 1] - sta[None, :, 1]
+        if paired:
+            dx, dy = src[:, 0] - sta[:, 0], src[:, 1] - sta[:, 1]
+        else:
+            dx, dy = src[:, None, 0] - sta[None, :, 0], src[:, None, 1] - sta[None, :, 1]
+            j, fz, depth = j[:, None], fz[:, None], depth[:, None]
         r2 = dx * dx + dy * dy
         fr = xp.sqrt(r2) / h
         i = cell(fr, n_dist)
-        return j[:, None] * n_dist + i, fr - i, (fz - j)[:, None], xp.sqrt(r2 + (depth * depth)[:, None])
+        return j * n_dist + i, fr - i, fz - j, xp.sqrt(r2 + depth * depth)
 
     def __call__(self, sources, stations) -> np.ndarray:
         """Travel times ``[N, M, 2]`` (s) of P and S from ``sources [N, 3]`` to ``stations [M, 3]``."""
@@ -305,6 +310,23 @@ class TravelTimes:
             far = a + (b - a) * wr
             out[..., c] = near + (far - near) * wz + (hyp - sta[None, :, 2]) / self.top_velocity[c]
         return out
+
+    def paired(self, sources, stations, phase) -> np.ndarray:
+        """Travel times ``[N]`` (s) of phase ``phase[i]`` (0 P, 1 S) from ``sources[i]`` to
+        ``stations[i]`` (both ``[N, 3]``): the entries of :meth:`__call__` a sparse set of
+        source-station-phase triples needs, without the full ``[N, M, 2]`` product."""
+        src = np.asarray(sources, dtype="float64").reshape(-1, 3)
+        sta = np.asarray(stations, dtype="float64").reshape(-1, 3)
+        phase = np.asarray(phase, dtype=np.int64).reshape(-1)
+        k, wr, wz, hyp = self._index(np, src, sta, paired=True)
+        if self._stacked is None:
+            self._stacked = np.concatenate(self._residual)
+        k = k + phase * self._residual[0].size
+        n_dist = self.times.shape[2]
+        table = self._stacked
+        near = table[k] + (table[k + 1] - table[k]) * wr
+        far = table[k + n_dist] + (table[k + n_dist + 1] - table[k + n_dist]) * wr
+        return near + (far - near) * wz + (hyp - sta[:, 2]) / self.top_velocity[phase]
 
     def torch(self, sources, stations):
         """Same as ``__call__`` for torch tensors, on their device and dtype (differentiable in

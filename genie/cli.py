@@ -287,7 +287,8 @@ def _train(args: argparse.Namespace) -> int:
     print(f"validation on {report['hours']:g} h of held-out synthetic picks ({report['rate_per_day']:g} events/day): "
           f"precision {report['precision']:.3f}, recall {report['recall']:.3f}, F1 {report['f1']:.3f}, "
           f"pick accuracy {report['pick_accuracy']:.3f} ({report['n_matched']} of {report['n_detected']} sources "
-          f"matched; {report['n_labelled']} labelled events)")
+          f"matched; recall of the {report['n_admitted']} labelled events the acceptance rules admit with their "
+          f"true picks; of all {report['n_labelled']} labelled: {report['recall_labelled']:.3f})")
     print(f"written to {args.out}/ (model.json, model.pt, checkpoint.pt, history.json, train_config.json, "
           "generator_params.json)")
     return 0

@@ -19,7 +19,8 @@
    (:func:`genie.locate.locate`), converged duplicates keep the one with most picks, and picks
    are scored again at the relocated sources (embeddings from the windows nearest the new time).
 5. Final round: the ``candidates_per_phase`` most likely candidates per source, station and
-   phase within the residual gate ``max(max_residual_s, residual_fraction * travel time)`` go
+   phase within the residual gate ``max(max_residual_s, residual_fraction * travel time)`` (times
+   ``s_residual_factor`` for S; from the generator's timing errors, :meth:`DetectSettings.for_generator`) go
    into the exact competitive assignment (:mod:`genie.assign`: each pick to at most one source,
    sources kept only with ``min_picks`` picks, ``min_stations`` stations, ``min_p_picks`` P
    picks and ``min_probability_sum`` summed probability). Kept sources are relocated by robust
@@ -33,6 +34,7 @@ stations are active when it is None.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -67,8 +69,14 @@ class DetectSettings:
         "unit": "1", "doc": "extra rounds of association at the relocated sources (merging converged duplicates)"})
     max_residual_s: float | None = field(default=None, metadata={
         "unit": "s", "doc": "residual gate floor: picks farther from the predicted arrival are released (default: kernel_s)"})
-    residual_fraction: float = field(default=0.0, metadata={
-        "unit": "1", "doc": "the residual gate grows to this fraction of the travel time"})
+    residual_fraction: float | None = field(default=0.0, metadata={
+        "unit": "1", "doc": "the P residual gate grows to this fraction of the travel time (None: timing_sigmas "
+                            "times the generator's timing_fraction, set by for_generator at training)"})
+    s_residual_factor: float | None = field(default=1.0, metadata={
+        "unit": "1", "doc": "the S gate is this multiple of the P gate at the same travel time (None: the "
+                            "generator's s_timing_factor, set by for_generator at training)"})
+    timing_sigmas: float = field(default=3.0, metadata={
+        "unit": "1", "doc": "gate width in standard deviations of the generator's timing error (for_generator)"})
     candidates_per_phase: int = field(default=2, metadata={
         "unit": "1", "doc": "candidate picks per source, station and phase offered to the competitive assignment"})
     source_cost: float = field(default=0.5, metadata={
@@ -76,6 +84,19 @@ class DetectSettings:
     merge_km: float | None = field(default=None, metadata={"unit": "km", "doc": "peak separation in space (default 2 label widths)"})
     merge_s: float | None = field(default=None, metadata={"unit": "s", "doc": "peak separation in time (default 2 label widths)"})
     batch_windows: int = field(default=64, metadata={"unit": "1", "doc": "windows per forward pass"})
+
+    def for_generator(self, params) -> "DetectSettings":
+        """These settings with the unset (None) gate terms taken from the timing-error model of the
+        generator ``params`` (:class:`~generator.params.GeneratorParams`): its arrival errors have a
+        standard deviation of ``timing_fraction * travel time`` (P; ``s_timing_factor`` times that
+        for S), so a gate of ``timing_sigmas`` of them keeps 98.6 % of the arrivals of a well-located
+        event (Laplace errors; 99.7 % normal) however large the network, while a fixed fraction
+        written for short paths drops the S picks of distant stations."""
+        fraction = self.residual_fraction
+        if fraction is None:
+            fraction = self.timing_sigmas * params.timing_fraction
+        factor = self.s_residual_factor if self.s_residual_factor is not None else params.s_timing_factor
+        return dataclasses.replace(self, residual_fraction=float(fraction), s_residual_factor=float(factor))
 
     def rules(self) -> AssignmentRules:
         return AssignmentRules(min_picks=self.min_picks, min_stations=self.min_stations, min_p_picks=self.min_p_picks,
@@ -154,11 +175,17 @@ class WindowStore:
         return self.z[:, index].view(self.z.shape[0], len(windows), k, -1)
 
 
-def residual_gate(settings: DetectSettings, kernel_s: float, tt_s):
+def residual_gate(settings: DetectSettings, kernel_s: float, tt_s, phase=None):
     """The residual gate (s) at travel times ``tt_s`` (s): ``max(floor, residual_fraction * tt)``
-    with the floor ``max_residual_s`` (the model's kernel width when None)."""
+    with the floor ``max_residual_s`` (the model's kernel width when None), times
+    ``s_residual_factor`` for S. ``phase`` (0 P / 1 S) broadcasts with ``tt_s``; None: the last
+    axis of ``tt_s`` is (P, S). Unresolved terms (None, see :meth:`DetectSettings.for_generator`)
+    count as fraction 0 and factor 1."""
     floor = settings.max_residual_s if settings.max_residual_s is not None else kernel_s
-    return np.maximum(floor, settings.residual_fraction * np.asarray(tt_s))
+    gate = np.maximum(floor, (settings.residual_fraction or 0.0) * np.asarray(tt_s, dtype="float64"))
+    factor = settings.s_residual_factor if settings.s_residual_factor is not None else 1.0
+    scale = np.array([1.0, factor]) if phase is None else np.where(np.asarray(phase) == 1, factor, 1.0)
+    return gate * scale
 
 
 @torch.no_grad()
@@ -455,13 +482,13 @@ def locate_and_associate(model: GenieModel, picks: PickTable, store: WindowStore
     lap("relocation_rounds_s")
 
     # Final round: gated candidates, exact competitive assignment, least-squares relocation.
-    def gate(tt_s):
-        return residual_gate(settings, c.kernel_s, tt_s)
+    def gate(tt_s, phase):
+        return residual_gate(settings, c.kernel_s, tt_s, phase)
 
     entries = _entries(model, picks, xyz, origin, embedding, settings.assoc_threshold, settings.candidates_per_phase,
                        activity)
     residual = picks.time_s[entries["pick_index"].to_numpy()] - origin[entries["source"].to_numpy()] - entries["tt_s"]
-    entries = entries[np.abs(residual.to_numpy()) <= gate(entries["tt_s"].to_numpy())]
+    entries = entries[np.abs(residual.to_numpy()) <= gate(entries["tt_s"].to_numpy(), entries["phase"].to_numpy())]
     rules = settings.rules()
     lap("association_s")
     kept = entries[resolve(entries["source"], entries["pick_index"], entries["station"], entries["phase"],
@@ -479,7 +506,7 @@ def locate_and_associate(model: GenieModel, picks: PickTable, store: WindowStore
     e, s, k = (kept[col].to_numpy() for col in ("source", "station", "phase"))
     tt = model.travel_times(loc.xyz, stations)[e, s, k] + statics[s, k]
     kept = kept.assign(residual_s=loc.residual_s[e, s, k])
-    kept = kept[np.abs(kept["residual_s"].to_numpy()) <= gate(tt)]
+    kept = kept[np.abs(kept["residual_s"].to_numpy()) <= gate(tt, k)]
     lap("location_s")
 
     # Released picks may leave a source below the thresholds: it is dropped.

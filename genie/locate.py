@@ -24,14 +24,22 @@ from generator.traveltimes import TravelTimes
 
 def _score(travel_times: TravelTimes, station_xyz: np.ndarray, arrivals: np.ndarray, candidates: np.ndarray):
     """Origin ``[D, C]``, misfit ``[D, C]`` (mean |residual|, s) for candidates ``[D, C, 3]``."""
-    # Only stations with a pick in this chunk: on a wide network most have none.
-    used = np.isfinite(arrivals).any(axis=(0, 2))
-    arrivals, station_xyz = arrivals[:, used], station_xyz[used]
+    # Each source's own picks only, padded to the most any source has (K): on a wide network a
+    # source has picks at a few of the stations, so [D, C, K] is a fraction of [D, C, S, 2].
     d, c = candidates.shape[:2]
-    tt = travel_times(candidates.reshape(-1, 3), station_xyz).reshape(d, c, *arrivals.shape[1:])
-    implied = arrivals[:, None] - tt  # [D, C, S, 2] origin implied by each pick
-    flat = np.sort(implied.reshape(d, c, -1), axis=-1)  # NaN last
-    n = np.isfinite(flat[:, :1]).sum(-1, keepdims=True)  # [D, 1, 1] picks per source
+    row, station, phase = np.nonzero(np.isfinite(arrivals))  # row-major: grouped by source
+    n = np.bincount(row, minlength=d)
+    k = max(int(n.max(initial=0)), 1)
+    slot = np.arange(len(row)) - np.repeat(np.cumsum(n) - n, n)
+    times = np.full((d, k), np.nan)
+    times[row, slot] = arrivals[row, station, phase]
+    sta, pha = np.zeros((d, k), np.int64), np.zeros((d, k), np.int64)
+    sta[row, slot], pha[row, slot] = station, phase
+    src = np.broadcast_to(candidates[:, :, None, :], (d, c, k, 3))
+    tt = travel_times.paired(src.reshape(-1, 3), np.broadcast_to(station_xyz[sta][:, None], (d, c, k, 3)).reshape(-1, 3),
+                             np.broadcast_to(pha[:, None], (d, c, k)).reshape(-1)).reshape(d, c, k)
+    flat = np.sort(times[:, None] - tt, axis=-1)  # [D, C, K] origin implied by each pick, NaN last
+    n = n[:, None, None]  # [D, 1, 1] picks per source
     lo = np.take_along_axis(flat, np.maximum((n - 1) // 2, 0), axis=-1)[..., 0]
     hi = np.take_along_axis(flat, np.maximum(n // 2, 0), axis=-1)[..., 0]
     origin = 0.5 * (lo + hi)  # the median of the implied origins: L1-optimal

@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 
 from genie.detect import (ASSIGNMENT_COLUMNS, EVENT_COLUMNS, DetectSettings, WindowStore, find_peaks,
                           locate_and_associate, suppress)
@@ -125,3 +126,36 @@ def test_coincidence_screen_keeps_the_planted_event_and_matches_brute_force(tiny
     assert not (exact & ~keep[sample]).any()
     # The cells widen each interval by less than one cell (0.1 s): the two mostly agree.
     assert (exact == keep[sample]).mean() > 0.9
+
+
+def test_residual_gate_follows_the_generator_timing_errors():
+    """Unset gate terms come from the generator (3 x timing_fraction, S x s_timing_factor); the
+    gate then keeps about 98.6 % of the generator's Laplace arrival errors at every travel time,
+    S included, where a fixed 3 % of the travel time keeps far fewer of the distant S picks."""
+    from generator.network import Network
+    from generator.params import GeneratorParams
+    from generator.timing import arrival_errors
+    from genie.detect import residual_gate
+
+    params = GeneratorParams().replace(timing_distribution="laplace", timing_fraction=0.02, s_timing_factor=1.5,
+                                       timing_floor_s=0.05, event_bias_s=0.0, timing_corr_s=0.0)
+    settings = DetectSettings(max_residual_s=0.5, residual_fraction=None, s_residual_factor=None).for_generator(params)
+    assert np.isclose(settings.residual_fraction, 0.06) and settings.s_residual_factor == 1.5
+    # Explicit values stay as given.
+    fixed = DetectSettings(residual_fraction=0.03, s_residual_factor=1.0).for_generator(params)
+    assert (fixed.residual_fraction, fixed.s_residual_factor) == (0.03, 1.0)
+
+    tt = np.array([[5.0, 10.0], [40.0, 70.0]])
+    assert np.allclose(residual_gate(settings, 1.5, tt), [[0.5, 0.9], [2.4, 6.3]])
+    assert np.allclose(residual_gate(settings, 1.5, tt[:, 1], phase=np.array([1, 1])), [0.9, 6.3])
+    assert np.allclose(residual_gate(DetectSettings(max_residual_s=None), 1.5, tt), 1.5)  # kernel floor, no scaling
+
+    stations = pd.DataFrame({"station_id": ["A", "B"], "latitude": [33.0, 33.5], "longitude": [-116.0, -116.0],
+                             "elevation_m": [0.0, 0.0]})
+    network = Network.from_stations(stations)
+    travel = np.broadcast_to(np.array([[[40.0 / 1.75, 40.0]]]), (20000, 2, 2)).copy()  # 40 s S: a distant station
+    errors = arrival_errors(travel, network, params, np.random.default_rng(0))
+    kept = np.abs(errors) <= residual_gate(settings, 1.5, travel)
+    assert 0.98 < kept[..., 0].mean() < 0.99 and 0.98 < kept[..., 1].mean() < 0.99
+    old = np.abs(errors) <= residual_gate(DetectSettings(max_residual_s=0.5, residual_fraction=0.03), 1.5, travel)
+    assert old[..., 1].mean() < 0.8

@@ -94,6 +94,15 @@ def test_torch_path_matches_numpy(layered_tt):
     assert b32.dtype == torch.float32 and np.abs(b32.numpy() - a).max() < 1e-3
 
 
+def test_paired_times_are_the_entries_of_the_full_product(layered_tt):
+    rng = np.random.default_rng(4)
+    src = np.c_[rng.uniform(-60, 60, (30, 2)), rng.uniform(0, 25, 30)]
+    sta = np.c_[rng.uniform(-60, 60, (7, 2)), rng.uniform(-1.5, 0, 7)]
+    full = layered_tt(src, sta)
+    i, j, k = rng.integers(0, 30, 200), rng.integers(0, 7, 200), rng.integers(0, 2, 200)
+    assert np.allclose(layered_tt.paired(src[i], sta[j], k), full[i, j, k], atol=1e-12, rtol=0)
+
+
 def test_table_is_cached(tmp_path):
     model = VelocityModel.homogeneous(5.0)
     first = TravelTimes.build(model, 6.0, 4.0, spacing_km=2.0, cache_dir=tmp_path)
