@@ -32,7 +32,8 @@ What happens to the picks, in order:
    chunk is written atomically and a restarted run resumes from the last finished chunk.
 5. Chance alignments: for each event, the probability that picks of the background alone (the
    picks no event explains, at each station's own rate around the origin time) would put at
-   least as many picks inside the residual gates of one source hypothesis
+   least as many picks inside the residual gates of one source hypothesis, over the active
+   stations the model pairs with that source (all, or those within ``max_distance_km``)
    (:func:`chance_log10`); events above ``max_chance_log10`` are dropped and their picks
    released. This adapts to the network and the hour: a busy swarm stream or a wide gate needs
    more picks for the same significance.
@@ -66,6 +67,7 @@ from catalogs.schema import InputError, seconds_since
 from genie.availability import operating_dates, station_activity
 from genie.detect import ASSIGNMENT_COLUMNS, EVENT_COLUMNS, DetectSettings, detect, residual_gate
 from genie.features import PickTable
+from genie.graphs import within_range
 from genie.model import GenieModel, resolve_device
 
 logger = logging.getLogger(__name__)
@@ -433,7 +435,8 @@ class Associator:
 
     def _drop_chance_events(self, det: pd.DataFrame, asg: pd.DataFrame, prep: PreparedPicks):
         """``det`` with ``chance_log10`` (:func:`chance_log10` at the background rates and the
-        residual gates of each event's location, active stations only), less the events above
+        residual gates of each event's location, active stations within the model's pair range
+        only), less the events above
         ``max_chance_log10`` and their assignments (``event_index`` renumbered)."""
         model, limit = self.model, self.settings.max_chance_log10
         self.counts["chance_events_dropped"] = 0
@@ -446,6 +449,10 @@ class Associator:
             lo, hi = np.searchsorted(prep.time_s, [origin.min() - self.settings.availability_gap_s,
                                                    origin.max() + self.settings.availability_gap_s])
             rates = rates * self._activity(prep, int(lo), int(max(hi, lo + 1)))(origin)
+        if model.config.max_distance_km is not None:
+            # The model pairs a source only with stations within its range: farther stations'
+            # background picks could never have joined this event, so they add no chance.
+            rates = rates * within_range(xyz, model.station_xyz.cpu().numpy(), model.config.max_distance_km)
         n_picks = det["n_p"].to_numpy(dtype=np.int64) + det["n_s"].to_numpy(dtype=np.int64)
         det = det.assign(chance_log10=chance_log10(n_picks, gates, rates))
         if limit is None or det.empty:

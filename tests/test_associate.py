@@ -281,6 +281,36 @@ def test_event_chance_follows_from_its_picks_and_the_background(associated, synt
     assert event["chance_log10"] < -5
 
 
+def test_chance_counts_only_the_stations_the_model_pairs_with_the_source(associated, synthetic_day):
+    """With a pair range (``max_distance_km``, set by the sizing rule on wide networks) a source's
+    chance sums only over the stations within that range of it: background picks elsewhere could
+    never have joined it. Same events, each chance at most the all-station one."""
+    import dataclasses
+
+    from genie.graphs import within_range
+
+    picks, _, stations = synthetic_day
+    associator, events, _ = associated
+    model = associator.model
+    stations_xyz = model.station_xyz.numpy().astype("float64")
+    xyz = events[["x_km", "y_km", "depth_km"]].to_numpy(dtype="float64")
+    reach = float(np.median(np.linalg.norm(xyz[:, None, :2] - stations_xyz[None, :, :2], axis=-1)))
+    full = model.config
+    model.config = dataclasses.replace(full, max_distance_km=reach)
+    try:
+        ranged, _ = Associator(model, associator.settings).associate(picks[CONTRACT], stations)
+    finally:
+        model.config = full
+    assert len(ranged) >= len(events) and (ranged["chance_log10"] <= -5).all()
+    # Events found by both: the ranged chance is the all-station one with the far stations' share removed.
+    common = ranged.merge(events, on="time", suffixes=("", "_all"))
+    assert len(common) >= 0.9 * len(events)
+    assert (common["chance_log10"] <= common["chance_log10_all"] + 1e-9).all()
+    assert (common["chance_log10"] < common["chance_log10_all"] - 0.1).mean() > 0.5
+    inside = within_range(common[["x_km", "y_km", "depth_km"]].to_numpy(dtype="float64"), stations_xyz, reach)
+    assert 0 < inside.mean() < 1
+
+
 def test_picks_with_moveout_destroyed_give_almost_no_events(trained_model_dir, synthetic_day, associated):
     """The false-detection check of the benchmark on synthetic picks: each station's picks moved
     by its own offset of 20-120 s keep their rates but lose their moveout, so an event found
