@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SALTON := $(DATA)/salton_sea_2020
 
-.PHONY: install test test-slow demo data bench clean
+.PHONY: install test test-slow demo data bench peers benchmark benchmark-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -72,10 +72,22 @@ data:
 # without their dependency pins: pyocto 0.2.2 asks numpy<2 on Python 3.11 and gmma 1.2.17
 # scikit-learn==1.7, while scikit-optimize needs the tested scikit-learn 1.9; both run with
 # the pinned numpy 2.4 and scikit-learn 1.9.
-bench: $(STAMP)
+peers: $(STAMP)
 	$(BIN)/python -m pip install -q --no-deps pyocto==0.2.2 gmma==1.2.17 numba==0.68.1 llvmlite==0.50.0
+
+bench: peers
 	$(BIN)/python scripts/bench_associate.py --model $(OUT)/model --data $(DATA)
 	$(BIN)/python scripts/bench_salton.py --model $(OUT)/model --data $(DATA) --out $(OUT)/bench
+
+# genie, PyOcto and GaMMA on the benchmark scenarios (scripts/benchmark.py): the quick subset
+# (under 20 minutes on 2 CPU threads), or every scenario and the real Salton Sea days (after make
+# demo) into docs/benchmarks.md.
+benchmark-quick: peers
+	$(BIN)/python scripts/benchmark.py --quick --data $(DATA) --out $(OUT)/benchmark_quick
+
+benchmark: peers
+	$(BIN)/python scripts/benchmark.py --data $(DATA) --out $(OUT)/benchmark --salton-model $(OUT)/model \
+		--doc docs/benchmarks.md
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache *.egg-info

@@ -26,9 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import struct
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,20 +39,12 @@ sys.path.insert(0, str(ROOT))
 from calibration.reference import label_picks  # noqa: E402
 from catalogs.events import read_catalog  # noqa: E402
 from catalogs.matching import match_catalogs  # noqa: E402
-from catalogs.picks import read_picks, station_index, station_shifted  # noqa: E402
-from catalogs.schema import seconds_since  # noqa: E402
+from catalogs.picks import read_picks, station_shifted  # noqa: E402
 from catalogs.stations import read_stations  # noqa: E402
 from scripts.markdown import markdown_table  # noqa: E402
+from scripts.peers import GAMMA_SETTINGS, PYOCTO_SETTINGS, run_gamma, run_pyocto  # noqa: E402
 
 MAGNITUDES = (1.0, 1.5, 2.0, 3.0)
-PYOCTO_SETTINGS = dict(n_picks=6, n_p_picks=3, n_s_picks=2, n_p_and_s_picks=2, pick_match_tolerance=1.5,
-                       min_node_size=10.0, min_node_size_location=1.5, time_before=40.0, min_interevent_time=3.0,
-                       tolerance_s=1.0)
-GAMMA_SETTINGS = dict(method="BGMM", oversample_factor=4, vp=6.0, vs=6.0 / 1.75, use_dbscan=True, dbscan_eps=10.0,
-                      dbscan_min_samples=3, min_picks_per_eq=6, max_sigma11=2.0, max_sigma22=1.0, max_sigma12=1.0,
-                      use_amplitude=True)
-
-
 def score(events: pd.DataFrame, n_assigned: int, seconds: float, scsn: pd.DataFrame, pickable: np.ndarray,
           n_picks: int) -> dict:
     """Comparison figures of one catalog against SCSN."""
@@ -87,86 +77,6 @@ def run_genie(model_dir: str, picks: pd.DataFrame, stations: pd.DataFrame, devic
     t = time.perf_counter()
     events, assignments = associator.associate(picks, stations)
     return events, len(assignments), time.perf_counter() - t, associator.timings
-
-
-def write_pyocto_table(travel_times, path: Path) -> None:
-    """Our TauP travel-time table in PyOcto's binary 1-D layout (``iid`` header nx, nz, delta,
-    then P and S times ``[distance, depth]``)."""
-    p = np.ascontiguousarray(travel_times.times[0].T, dtype=np.float64)
-    s = np.ascontiguousarray(travel_times.times[1].T, dtype=np.float64)
-    with open(path, "wb") as f:
-        f.write(struct.pack("iid", p.shape[0], p.shape[1], float(travel_times.spacing_km)))
-        f.write(p.tobytes())
-        f.write(s.tobytes())
-
-
-def run_pyocto(picks: pd.DataFrame, network, travel_times, statics: np.ndarray, threads: int):
-    import pyocto
-
-    s = PYOCTO_SETTINGS
-    with tempfile.TemporaryDirectory() as tmp:
-        table = Path(tmp) / "model.bin"
-        write_pyocto_table(travel_times, table)
-        velocity = pyocto.VelocityModel1D(str(table), tolerance=s["tolerance_s"])
-        x, y = network.xyz[:, 0], network.xyz[:, 1]
-        associator = pyocto.OctoAssociator(
-            xlim=(x.min() - 20, x.max() + 20), ylim=(y.min() - 20, y.max() + 20), zlim=(0.0, 20.0),
-            velocity_model=velocity, time_before=s["time_before"], n_picks=s["n_picks"], n_p_picks=s["n_p_picks"],
-            n_s_picks=s["n_s_picks"], n_p_and_s_picks=s["n_p_and_s_picks"],
-            pick_match_tolerance=s["pick_match_tolerance"], min_node_size=s["min_node_size"],
-            min_node_size_location=s["min_node_size_location"], min_interevent_time=s["min_interevent_time"],
-            n_threads=threads)
-        stations = pd.DataFrame({"id": network.ids, "x": x, "y": y, "z": network.xyz[:, 2],
-                                 "p_residual": statics[:, 0], "s_residual": statics[:, 1]})
-        sta = station_index(picks, network.stations)
-        keep = sta >= 0
-        table = pd.DataFrame({"station": network.ids[sta[keep]], "phase": picks["phase"].to_numpy()[keep],
-                              "time": seconds_since(picks["time"][keep], pd.Timestamp(0, tz="UTC"))})
-        t = time.perf_counter()
-        events, assignments = associator.associate(table, stations)
-        seconds = time.perf_counter() - t
-    if len(events) == 0:
-        return pd.DataFrame(columns=["time", "latitude", "longitude", "depth_km", "magnitude"]), 0, seconds
-    lat, lon = network.projection.to_latlon(events["x"].to_numpy(), events["y"].to_numpy())
-    out = pd.DataFrame({"event_id": np.arange(len(events)).astype(str),
-                        "time": pd.to_datetime(events["time"].to_numpy(), unit="s", utc=True),
-                        "latitude": lat, "longitude": lon, "depth_km": events["z"].to_numpy(), "magnitude": np.nan})
-    return out, len(assignments), seconds
-
-
-def run_gamma(picks: pd.DataFrame, network, threads: int):
-    from gamma.utils import association
-
-    s = GAMMA_SETTINGS
-    sta = station_index(picks, network.stations)
-    keep = sta >= 0
-    table = pd.DataFrame({"id": network.ids[sta[keep]],
-                          "timestamp": picks["time"][keep].dt.tz_convert(None).to_numpy(),
-                          "type": picks["phase"].str.lower().to_numpy()[keep],
-                          "prob": picks["score"].to_numpy()[keep],
-                          "amp": picks["amplitude"].fillna(1e-7).to_numpy()[keep]})
-    x, y = network.xyz[:, 0], network.xyz[:, 1]
-    stations = pd.DataFrame({"id": network.ids, "x(km)": x, "y(km)": y, "z(km)": network.xyz[:, 2]})
-    config = {"dims": ["x(km)", "y(km)", "z(km)"], "use_dbscan": s["use_dbscan"], "use_amplitude": s["use_amplitude"],
-              "x(km)": (x.min() - 20, x.max() + 20), "y(km)": (y.min() - 20, y.max() + 20), "z(km)": (0, 20),
-              "method": s["method"], "oversample_factor": s["oversample_factor"],
-              "vel": {"p": s["vp"], "s": s["vs"]}, "dbscan_eps": s["dbscan_eps"],
-              "dbscan_min_samples": s["dbscan_min_samples"], "min_picks_per_eq": s["min_picks_per_eq"],
-              "max_sigma11": s["max_sigma11"], "max_sigma22": s["max_sigma22"], "max_sigma12": s["max_sigma12"],
-              "ncpu": threads}
-    config["bfgs_bounds"] = ((config["x(km)"][0] - 1, config["x(km)"][1] + 1),
-                             (config["y(km)"][0] - 1, config["y(km)"][1] + 1), (0, 21), (None, None))
-    t = time.perf_counter()
-    events, assignments = association(table, stations, config, method=config["method"])
-    seconds = time.perf_counter() - t
-    events = pd.DataFrame(events)
-    if events.empty:
-        return pd.DataFrame(columns=["time", "latitude", "longitude", "depth_km", "magnitude"]), 0, seconds
-    lat, lon = network.projection.to_latlon(events["x(km)"].to_numpy(), events["y(km)"].to_numpy())
-    out = pd.DataFrame({"event_id": np.arange(len(events)).astype(str),
-                        "time": pd.to_datetime(events["time"], utc=True), "latitude": lat, "longitude": lon,
-                        "depth_km": events["z(km)"].to_numpy(), "magnitude": events.get("magnitude", np.nan)})
-    return out, len(assignments), seconds
 
 
 def ceiling(labelled: pd.DataFrame) -> pd.DataFrame:
@@ -209,7 +119,8 @@ def main(argv=None) -> int:
     runs = {}
 
     def record(name, real, fake_result):
-        events, n_assigned, seconds = real[:3]
+        events, assigned, seconds = real[:3]
+        n_assigned = assigned if np.isscalar(assigned) else int((assigned >= 0).sum())
         row = score(events, n_assigned, seconds, scsn, pickable, len(picks))
         row["shifted_events"] = len(fake_result[0])
         row["shifted_fraction"] = len(fake_result[0]) / max(len(events), 1)

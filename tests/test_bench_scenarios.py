@@ -1,0 +1,71 @@
+"""The benchmark's own pick generator (scripts/bench_scenarios.py): what it promises holds."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from generator.velocity import VelocityModel
+from scripts.bench_scenarios import (DETECTION_OFFSET, DETECTION_SLOPE, Scenario, completeness, generate,
+                                     grid_stations, scenarios, write)
+
+
+@pytest.fixture(scope="module")
+def velocity():
+    return VelocityModel.hadley_kanamori()
+
+
+def test_scenario_list_covers_the_issue():
+    names = [s.name for s in scenarios()]
+    assert sum(s.network == "grid" and s.velocity_scale == 1 and not s.aftershocks for s in scenarios()) == 9
+    assert {s.velocity_scale for s in scenarios()} == {0.95, 1.0, 1.05}
+    assert any(s.aftershocks == 5000 for s in scenarios()) and any(s.network == "salton" for s in scenarios())
+    assert len(set(names)) == len(names) and len({s.seed for s in scenarios()}) == len(names)
+
+
+def test_false_ratio_timing_and_detection(velocity, tmp_path):
+    sc = Scenario("t", "grid", rate_per_day=2000, false_ratio=2.0, hours=3.0, seed=5)
+    network, events, picks = generate(sc, velocity, grid_stations(), cache_dir=tmp_path)
+    true = picks["event"].to_numpy() >= 0
+    assert (~true).sum() == round(2.0 * true.sum())
+    # Same seed, same picks.
+    again = generate(sc, velocity, grid_stations(), cache_dir=tmp_path)[2]
+    pd.testing.assert_frame_equal(picks, again)
+    # Residuals against the true travel time: Gaussian with std 0.1 s (P) and 0.2 s (S).
+    from generator.traveltimes import TravelTimes
+
+    tt = TravelTimes.build(velocity, 400, 40, cache_dir=tmp_path)
+    p = picks[true]
+    e, s, k = p["event"].to_numpy(), p["station"].to_numpy(), p["phase"].to_numpy()
+    xyz = events[["x_km", "y_km", "depth_km"]].to_numpy()
+    res = p["time_s"].to_numpy() - events["time_s"].to_numpy()[e] - tt.paired(xyz[e], network.xyz[s], k)
+    assert np.std(res[k == 0]) == pytest.approx(0.1, rel=0.1) and np.std(res[k == 1]) == pytest.approx(0.2, rel=0.1)
+    # P detection: about half the station-event pairs at the 50 % magnitude are picked.
+    r = np.linalg.norm(xyz[:, None] - network.xyz[None], axis=-1)
+    near_m50 = np.abs(events["magnitude"].to_numpy()[:, None] - (DETECTION_SLOPE * np.log10(r) + DETECTION_OFFSET)) < 0.05
+    picked = np.zeros(r.shape, bool)
+    picked[e[k == 0], s[k == 0]] = True
+    assert picked[near_m50].mean() == pytest.approx(0.5, abs=0.1)
+
+
+def test_aftershocks_follow_omori(velocity, tmp_path):
+    sc = Scenario("a", "grid", rate_per_day=0, false_ratio=0.0, hours=24.0, aftershocks=5000, seed=1)
+    network, events, picks = generate(sc, velocity, grid_stations(), cache_dir=tmp_path)
+    assert len(events) == 5001 and events["magnitude"].max() == 6.0
+    t = events["time_s"].to_numpy() - 3600.0
+    # Omori-Utsu with c = 60 s, p = 1.1: more events in the first hour than in the other 22 together.
+    assert ((t > 0) & (t < 3600)).sum() > (t > 3600).sum()
+
+
+def test_completeness_and_files(velocity, tmp_path):
+    events = pd.DataFrame({"magnitude": [0.55, 0.61, 1.05, 1.12, 1.5]})
+    picks = pd.DataFrame({"event": np.r_[np.zeros(3), np.full(9, 1), np.full(9, 2), np.full(8, 3), np.full(10, 4)].astype(int)})
+    # Bin 0.5's only event has 3 picks; every bin from 0.6 on has its events on >= 8 picks.
+    assert completeness(events, picks, share=0.9, min_picks=8) == 0.6
+    sc = Scenario("f", "grid", rate_per_day=500, false_ratio=1.0, hours=1.0, seed=2)
+    summary = write(sc, velocity, grid_stations(), tmp_path / "f", cache_dir=tmp_path)
+    picks = pd.read_csv(tmp_path / "f" / "picks.csv")
+    assert list(picks.columns) == ["station_id", "time", "phase", "score", "amplitude"]
+    truth = pd.read_csv(tmp_path / "f" / "pick_truth.csv")
+    assert len(truth) == len(picks) == summary["picks"] and (truth["event_id"] >= 0).sum() == summary["true_picks"]
+    catalog = pd.read_csv(tmp_path / "f" / "catalog.csv")
+    assert (catalog["magnitude"] >= summary["completeness_magnitude"]).all()
