@@ -301,15 +301,18 @@ class TravelTimes:
         src = np.asarray(sources, dtype="float64").reshape(-1, 3)
         sta = np.asarray(stations, dtype="float64").reshape(-1, 3)
         k, wr, wz, hyp = self._index(np, src, sta)
-        n_dist = self.times.shape[2]
         out = np.empty(k.shape + (2,))
         for c, table in enumerate(self._residual):
-            a, b = table.take(k), table.take(k + 1)
-            near = a + (b - a) * wr
-            a, b = table.take(k + n_dist), table.take(k + n_dist + 1)
-            far = a + (b - a) * wr
-            out[..., c] = near + (far - near) * wz + (hyp - sta[None, :, 2]) / self.top_velocity[c]
+            out[..., c] = self._bilinear(table, k, wr, wz) + (hyp - sta[None, :, 2]) / self.top_velocity[c]
         return out
+
+    def _bilinear(self, table, k, wr, wz):
+        """The flat residual ``table`` (numpy or torch) interpolated at cells ``k`` with distance
+        and depth weights ``wr``, ``wz`` (:meth:`_index`)."""
+        n_dist = self.times.shape[2]
+        near = table[k] + (table[k + 1] - table[k]) * wr
+        far = table[k + n_dist] + (table[k + n_dist + 1] - table[k + n_dist]) * wr
+        return near + (far - near) * wz
 
     def paired(self, sources, stations, phase) -> np.ndarray:
         """Travel times ``[N]`` (s) of phase ``phase[i]`` (0 P, 1 S) from ``sources[i]`` to
@@ -322,11 +325,7 @@ class TravelTimes:
         if self._stacked is None:
             self._stacked = np.concatenate(self._residual)
         k = k + phase * self._residual[0].size
-        n_dist = self.times.shape[2]
-        table = self._stacked
-        near = table[k] + (table[k + 1] - table[k]) * wr
-        far = table[k + n_dist] + (table[k + n_dist + 1] - table[k + n_dist]) * wr
-        return near + (far - near) * wz + (hyp - sta[:, 2]) / self.top_velocity[phase]
+        return self._bilinear(self._stacked, k, wr, wz) + (hyp - sta[:, 2]) / self.top_velocity[phase]
 
     def torch(self, sources, stations):
         """Same as ``__call__`` for torch tensors, on their device and dtype (differentiable in
@@ -339,10 +338,5 @@ class TravelTimes:
         if key not in self._torch_tables:
             self._torch_tables[key] = [torch.as_tensor(t, device=src.device, dtype=src.dtype) for t in self._residual]
         k, wr, wz, hyp = self._index(torch, src, sta)
-        n_dist = self.times.shape[2]
-        phases = []
-        for c, table in enumerate(self._torch_tables[key]):
-            near = table[k] + (table[k + 1] - table[k]) * wr
-            far = table[k + n_dist] + (table[k + n_dist + 1] - table[k + n_dist]) * wr
-            phases.append(near + (far - near) * wz + (hyp - sta[None, :, 2]) / float(self.top_velocity[c]))
-        return torch.stack(phases, dim=-1)
+        return torch.stack([self._bilinear(table, k, wr, wz) + (hyp - sta[None, :, 2]) / float(self.top_velocity[c])
+                            for c, table in enumerate(self._torch_tables[key])], dim=-1)

@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +41,7 @@ from catalogs.matching import match_catalogs  # noqa: E402
 from catalogs.picks import read_picks, station_shifted  # noqa: E402
 from catalogs.stations import read_stations  # noqa: E402
 from scripts.markdown import markdown_table  # noqa: E402
-from scripts.peers import GAMMA_SETTINGS, PYOCTO_SETTINGS, run_gamma, run_pyocto  # noqa: E402
+from scripts.peers import GAMMA_SETTINGS, PYOCTO_SETTINGS, run_gamma, run_genie, run_pyocto  # noqa: E402
 
 MAGNITUDES = (1.0, 1.5, 2.0, 3.0)
 def score(events: pd.DataFrame, n_assigned: int, seconds: float, scsn: pd.DataFrame, pickable: np.ndarray,
@@ -68,15 +67,6 @@ def score(events: pd.DataFrame, n_assigned: int, seconds: float, scsn: pd.DataFr
             row["median_abs_dmag"] = float(np.nanmedian(np.abs(cat["magnitude"].to_numpy() - ref["magnitude"].to_numpy())))
     row.update(assigned_picks=n_assigned, seconds=seconds, picks_per_s=n_picks / max(seconds, 1e-9))
     return row
-
-
-def run_genie(model_dir: str, picks: pd.DataFrame, stations: pd.DataFrame, device: str):
-    from genie import Associator
-
-    associator = Associator.from_pretrained(model_dir, device=device, progress=False)
-    t = time.perf_counter()
-    events, assignments = associator.associate(picks, stations)
-    return events, len(assignments), time.perf_counter() - t, associator.timings
 
 
 def ceiling(labelled: pd.DataFrame) -> pd.DataFrame:
@@ -119,8 +109,8 @@ def main(argv=None) -> int:
     runs = {}
 
     def record(name, real, fake_result):
-        events, assigned, seconds = real[:3]
-        n_assigned = assigned if np.isscalar(assigned) else int((assigned >= 0).sum())
+        events, pick_event, seconds = real
+        n_assigned = int((pick_event >= 0).sum())
         row = score(events, n_assigned, seconds, scsn, pickable, len(picks))
         row["shifted_events"] = len(fake_result[0])
         row["shifted_fraction"] = len(fake_result[0]) / max(len(events), 1)
@@ -130,9 +120,10 @@ def main(argv=None) -> int:
               f"{row['shifted_events']} events", flush=True)
 
     if not args.skip_genie:
-        real = run_genie(args.model, picks, stations, args.device)
+        stages = {}
+        real = run_genie(args.model, picks, stations, args.device, timings=stages)
         record("genie (this model)", real, run_genie(args.model, fake, stations, args.device))
-        runs["genie (this model)"]["stages_s"] = {k: round(v, 2) for k, v in real[3].items() if k.endswith("_s")}
+        runs["genie (this model)"]["stages_s"] = {k: round(v, 2) for k, v in stages.items() if k.endswith("_s")}
     if not args.skip_pyocto:
         try:
             import pyocto  # noqa: F401

@@ -61,7 +61,6 @@ from scripts.peers import GAMMA_SETTINGS, PYOCTO_SETTINGS  # noqa: E402
 
 QUICK = ("grid 500/day, false x1", "grid 2000/day, false x2")
 CALIBRATION = {"grid": "grid 500/day, false x1", "salton": "Salton Sea geometry, 531/day"}
-EVENT_COLUMNS = ["event_id", "time", "latitude", "longitude", "depth_km", "magnitude"]
 
 
 def slug(name: str) -> str:
@@ -76,16 +75,12 @@ def _child(kind: str, kwargs: dict, threads: int):
     import torch
 
     torch.set_num_threads(threads)
+    from scripts import peers
+
     if kind == "genie":
-        result = _run_genie(**kwargs)
-    elif kind == "pyocto":
-        from scripts.peers import run_pyocto
-
-        result = run_pyocto(**kwargs, threads=threads)
+        result = peers.run_genie(**kwargs)
     else:
-        from scripts.peers import run_gamma
-
-        result = run_gamma(**kwargs, threads=threads)
+        result = getattr(peers, f"run_{kind}")(**kwargs, threads=threads)
     return result, _peak_mb()
 
 
@@ -102,19 +97,6 @@ def isolated(kind: str, kwargs: dict, threads: int):
     """``(events, pick_event, seconds), peak_mb`` of one associator run in a fresh process."""
     with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
         return pool.submit(_child, kind, kwargs, threads).result()
-
-
-def _run_genie(model_dir: str, picks: pd.DataFrame, stations: pd.DataFrame, device: str):
-    from genie import Associator
-
-    associator = Associator.from_pretrained(model_dir, device=device, progress=False)
-    t = time.perf_counter()
-    events, assignments = associator.associate(picks, stations)
-    seconds = time.perf_counter() - t
-    pick_event = np.full(len(picks), -1)
-    code = pd.Index(events["event_id"])
-    pick_event[assignments["pick_index"].to_numpy(dtype=np.int64)] = code.get_indexer(assignments["event_id"])
-    return events[EVENT_COLUMNS], pick_event, seconds
 
 
 # --- stages ---------------------------------------------------------------------------------------

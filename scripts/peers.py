@@ -1,6 +1,7 @@
-"""Peer associators on our pick contract: PyOcto and GaMMA (optional, ``pip install .[bench]``).
+"""Associators on our pick contract, run alike: ours, PyOcto and GaMMA (the peers optional,
+``pip install .[bench]``).
 
-Each runner takes picks (``station_id, time, phase``, optional ``score, amplitude``), a
+Each runner (``run_genie``, ``run_pyocto``, ``run_gamma``) takes picks (``station_id, time, phase``, optional ``score, amplitude``), a
 :class:`~generator.network.Network` and settings, and returns ``(events, pick_event, seconds)``:
 events in the catalog contract (``event_id, time, latitude, longitude, depth_km, magnitude``),
 ``pick_event [N]`` the row of ``events`` each pick was assigned to (-1 unassociated), and the
@@ -41,6 +42,24 @@ EVENT_COLUMNS = ["event_id", "time", "latitude", "longitude", "depth_km", "magni
 
 def _empty() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="float64") for c in EVENT_COLUMNS})
+
+
+def run_genie(model_dir: str, picks: pd.DataFrame, stations: pd.DataFrame, device: str,
+              timings: dict | None = None):
+    """Our associator (``genie.Associator``) with the model in ``model_dir``; ``timings``, when
+    given, receives its seconds per stage."""
+    from genie import Associator
+
+    associator = Associator.from_pretrained(model_dir, device=device, progress=False)
+    t = time.perf_counter()
+    events, assignments = associator.associate(picks, stations)
+    seconds = time.perf_counter() - t
+    if timings is not None:
+        timings.update(associator.timings)
+    pick_event = np.full(len(picks), -1)
+    pick_event[assignments["pick_index"].to_numpy(dtype=np.int64)] = pd.Index(events["event_id"]).get_indexer(
+        assignments["event_id"])
+    return events[EVENT_COLUMNS], pick_event, seconds
 
 
 def write_pyocto_table(travel_times, path: Path) -> None:
