@@ -1,6 +1,6 @@
 """Our associator, PyOcto and GaMMA on the same scenarios in one run: quality, speed and memory.
 
-    python scripts/benchmark.py --quick                  # two scenarios, a short training: < 20 min
+    python scripts/benchmark.py --quick                  # two scenarios, one short training: < 20 min
     python scripts/benchmark.py --doc docs/benchmarks.md # every scenario, full training, the real data
 
 Scenarios (``scripts/bench_scenarios.py``, fixed seeds) are written first as files any
@@ -109,14 +109,20 @@ def run_cli(argv: list[str]) -> None:
         raise SystemExit(f"genie {argv[0]} failed with exit code {code}")
 
 
-def train_network(out: Path, scenario_dir: Path, steps: int | None, device: str) -> dict:
-    """Calibrate against the scenario's reference catalog and train ``small`` (model in ``out``)."""
+def train_network(out: Path, scenario_dir: Path, steps: int | None, device: str,
+                  validation_hours: float | None = None) -> dict:
+    """Calibrate against the scenario's reference catalog and train ``small`` (model in ``out``;
+    ``validation_hours`` of synthetic validation instead of the configuration's)."""
     common = ["--quiet", "--velocity-model", str(scenario_dir / "velocity.csv"), "--cache", str(out.parent / "cache")]
     t0 = time.perf_counter()
     run_cli(["calibrate", "--stations", str(scenario_dir / "stations.csv"), "--picks", str(scenario_dir / "picks.csv"),
              "--catalog", str(scenario_dir / "catalog.csv"), "--out", str(out / "calibration"), *common])
     t1 = time.perf_counter()
-    run_cli(["train", "--stations", str(scenario_dir / "stations.csv"), "--config", "small", "--device", device,
+    config = "small"
+    if validation_hours is not None:
+        config = str(out / "train_config_override.json")
+        write_text_atomic(Path(config), json.dumps({"base": "small", "train": {"validation_hours": validation_hours}}))
+    run_cli(["train", "--stations", str(scenario_dir / "stations.csv"), "--config", config, "--device", device,
              "--generator-params", str(out / "calibration" / "generator_params.json"), "--out", str(out / "model"),
              *common, *(["--steps", str(steps)] if steps else [])])
     t2 = time.perf_counter()
@@ -148,14 +154,15 @@ def score(events: pd.DataFrame, pick_event: np.ndarray, seconds: float, peak_mb:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="bench_out/benchmark", help="working directory (default bench_out/benchmark)")
-    parser.add_argument("--quick", action="store_true", help=f"only {QUICK}, training 800 steps")
+    parser.add_argument("--quick", action="store_true", help=f"only {QUICK}, training 1,600 steps, validating on 3 h")
     parser.add_argument("--hours", type=float, default=6.0,
                         help="length of the Poisson scenarios, rates still per day (default 6; the aftershock day is 24)")
-    parser.add_argument("--steps", type=int, help="training steps (default: the configuration's 4,000; quick 800)")
+    parser.add_argument("--steps", type=int, help="training steps (default: the configuration's 4,000; quick 1,600)")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"), help="shared data directory")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads of every associator (default 2)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="device of our model (default cpu)")
-    parser.add_argument("--gamma-max-picks", type=int, default=30000, help="skip GaMMA above this many picks")
+    parser.add_argument("--gamma-max-picks", type=int, default=30000,
+                        help="skip GaMMA above this many picks (the real Salton Sea days too)")
     parser.add_argument("--skip-gamma", action="store_true")
     parser.add_argument("--salton-model", help="model for the real Salton Sea days (make demo: demo_out/model)")
     parser.add_argument("--doc", help="write the tables as markdown here (e.g. docs/benchmarks.md)")
@@ -167,7 +174,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     torch.set_num_threads(args.threads)
     hours = args.hours
-    steps = args.steps or (800 if args.quick else None)
+    steps = args.steps or (1600 if args.quick else None)
     out = Path(args.out)
     if out.exists() and not args.resume:
         shutil.rmtree(out)
@@ -206,7 +213,8 @@ def main(argv=None) -> int:
                                                       out / "scenarios" / slug(cal.name), cache_dir=out / "cache")
             print(f"{network}: calibrating on '{cal.name}' and training small", flush=True)
             record["models"][network] = {"scenario": cal.name, **train_network(
-                out / "models" / network, out / "scenarios" / slug(cal.name), steps, args.device)}
+                out / "models" / network, out / "scenarios" / slug(cal.name), steps, args.device,
+                3.0 if args.quick else None)}
             save()
 
     peers = {"genie": True, "pyocto": True, "gamma": not args.skip_gamma}
@@ -251,9 +259,12 @@ def main(argv=None) -> int:
     if args.salton_model and data is not None:
         from scripts import bench_salton
 
+        # The same rule as for the scenarios: GaMMA only up to --gamma-max-picks.
+        real_picks = len(read_picks(data / "salton_sea_2020" / "picks_phasenet.csv"))
+
         bench_salton.main(["--model", args.salton_model, "--data", str(data), "--out", str(out),
                            "--threads", str(args.threads), "--device", args.device]
-                          + (["--skip-gamma"] if args.skip_gamma else []))
+                          + (["--skip-gamma"] if args.skip_gamma or real_picks > args.gamma_max_picks else []))
         real = json.loads((out / "bench_salton.json").read_text())
         lines += ["", "## Real data: the Salton Sea days against SCSN", "",
                   f"`python scripts/bench_salton.py --model {args.salton_model}` in the same run (one-to-one "

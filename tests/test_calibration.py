@@ -7,6 +7,8 @@ import pytest
 from calibration.metrics import compare_selections, inertia, moran_weights, morans_i, selection_metrics
 from calibration.objective import Objective, magnitude_bins, stratified_sample
 from calibration.optimize import (
+    DEPTH_MARGIN_KM,
+    fit_catalog,
     CalibrationSettings,
     calibrate,
     fit_background,
@@ -361,3 +363,17 @@ def test_pick_budget_recovers_event_rate(homogeneous_tt):
     table = pd.DataFrame(report["stations"])
     assert table["synthetic"].sum() == pytest.approx(table["real"].sum(), rel=0.05)
     assert report["rounds"][0]["event_rate_per_day"] == 300.0
+
+
+def test_fit_catalog_depth_range_spans_the_shallowest_events():
+    """Depths uniform over 0-30 km: the generator's range starts at the surface (the 1 % quantile,
+    0.3 km, less the margin) and ends past the deepest (29.7 + 2 km); a deep catalog keeps a floor."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    events = pd.DataFrame({"time": pd.Timestamp("2020-01-01", tz="UTC") + pd.to_timedelta(rng.uniform(0, 86400, n), unit="s"),
+                           "magnitude": 1.0 + rng.exponential(1 / np.log(10), n), "depth_km": rng.uniform(0, 30, n)})
+    fit = fit_catalog(events)
+    assert fit["depth_min_km"] == 0.0
+    assert fit["depth_max_km"] == pytest.approx(29.7 + DEPTH_MARGIN_KM, abs=0.3)
+    deep = fit_catalog(events.assign(depth_km=rng.uniform(100, 200, n)))
+    assert deep["depth_min_km"] == pytest.approx(101 - DEPTH_MARGIN_KM, abs=1.0)
