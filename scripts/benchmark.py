@@ -18,8 +18,9 @@ least 60 % of the larger pick set; event precision, recall (true events with at 
 ``COUNTED_MIN_PICKS`` picks) and F1, pick-assignment precision and recall, median epicentral,
 depth and origin-time errors of matched events, association wall time, picks per second, and the
 peak resident memory of the process that ran it (each run in a fresh process, imports included).
-All on ``--threads`` CPU threads (2 by default). GaMMA is skipped on scenarios with more than
-``--gamma-max-picks`` picks (its time grows fast: ~20 min for 62,000 Salton Sea picks).
+All on ``--threads`` CPU threads (2 by default). GaMMA is skipped on scenarios, and on the real
+days, with more than ``--gamma-max-picks`` picks (its time grows fast: ~20 min for 62,000 Salton
+Sea picks).
 
 The real data (full run, ``--salton-model``): ``scripts/bench_salton.py`` (the SCSN comparison of
 the association issue) on the same threads; its table is appended.
