@@ -88,6 +88,7 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-genie", action="store_true", help="only the peers (e.g. GaMMA in a run of its own)")
     parser.add_argument("--skip-pyocto", action="store_true")
     parser.add_argument("--skip-gamma", action="store_true", help="GaMMA takes about 20 minutes per run here")
+    parser.add_argument("--gamma-max-picks", type=int, help="skip GaMMA above this many picks (default: no limit)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the station shifts")
     args = parser.parse_args(argv)
 
@@ -133,7 +134,9 @@ def main(argv=None) -> int:
             statics = model.statics.cpu().numpy()
             record("PyOcto 1-D", run_pyocto(picks, network, travel_times, statics, args.threads),
                    run_pyocto(fake, network, travel_times, statics, args.threads))
-    if not args.skip_gamma:
+    if args.gamma_max_picks is not None and len(picks) > args.gamma_max_picks:
+        print(f"GaMMA skipped: {len(picks)} picks > --gamma-max-picks {args.gamma_max_picks}")
+    elif not args.skip_gamma:
         try:
             import gamma  # noqa: F401
         except ImportError:

@@ -260,12 +260,10 @@ def main(argv=None) -> int:
     if args.salton_model and data is not None:
         from scripts import bench_salton
 
-        # The same rule as for the scenarios: GaMMA only up to --gamma-max-picks.
-        real_picks = len(read_picks(data / "salton_sea_2020" / "picks_phasenet.csv"))
-
         bench_salton.main(["--model", args.salton_model, "--data", str(data), "--out", str(out),
-                           "--threads", str(args.threads), "--device", args.device]
-                          + (["--skip-gamma"] if args.skip_gamma or real_picks > args.gamma_max_picks else []))
+                           "--threads", str(args.threads), "--device", args.device,
+                           "--gamma-max-picks", str(args.gamma_max_picks)]
+                          + (["--skip-gamma"] if args.skip_gamma else []))
         real = json.loads((out / "bench_salton.json").read_text())
         lines += ["", "## Real data: the Salton Sea days against SCSN", "",
                   f"`python scripts/bench_salton.py --model {args.salton_model}` in the same run (one-to-one "

@@ -8,10 +8,10 @@ from calibration.metrics import compare_selections, inertia, moran_weights, mora
 from calibration.objective import Objective, magnitude_bins, stratified_sample
 from calibration.optimize import (
     DEPTH_MARGIN_KM,
-    fit_catalog,
     CalibrationSettings,
     calibrate,
     fit_background,
+    fit_catalog,
     fit_pdist,
     fit_station_detection,
 )
