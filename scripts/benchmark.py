@@ -20,7 +20,7 @@ depth and origin-time errors of matched events, association wall time, picks per
 peak resident memory of the process that ran it (each run in a fresh process, imports included).
 All on ``--threads`` CPU threads (2 by default). GaMMA is skipped on scenarios, and on the real
 days, with more than ``--gamma-max-picks`` picks (its time grows fast: ~20 min for 62,000 Salton
-Sea picks).
+Sea picks); a run still going after ``--max-minutes`` (15) is stopped and reported unfinished.
 
 The real data (full run, ``--salton-model``): ``scripts/bench_salton.py`` (the SCSN comparison of
 the association issue) on the same threads; its table is appended.
@@ -37,7 +37,6 @@ import resource
 import shutil
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from importlib import metadata
 from multiprocessing import get_context
 from pathlib import Path
@@ -94,10 +93,36 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def isolated(kind: str, kwargs: dict, threads: int):
-    """``(events, pick_event, seconds), peak_mb`` of one associator run in a fresh process."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(_child, kind, kwargs, threads).result()
+def _child_to(pipe, kind: str, kwargs: dict, threads: int) -> None:
+    try:
+        pipe.send(("ok", _child(kind, kwargs, threads)))
+    except BaseException as exc:  # reported by the parent, which raises it
+        pipe.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        pipe.close()
+
+
+def isolated(kind: str, kwargs: dict, threads: int, timeout_s: float | None = None):
+    """``(events, pick_event, seconds), peak_mb`` of one associator run in a fresh process, or
+    ``None`` when it is still running after ``timeout_s`` (then killed)."""
+    context = get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(target=_child_to, args=(send, kind, kwargs, threads))
+    process.start()
+    send.close()
+    try:
+        if not receive.poll(timeout_s):
+            return None
+        status, value = receive.recv()
+    except EOFError:
+        status, value = "error", f"the process died (exit code {process.exitcode})"
+    finally:
+        if process.is_alive() and not receive.poll(0):
+            process.kill()
+        process.join()
+    if status == "error":
+        raise RuntimeError(f"{kind}: {value}")
+    return value
 
 
 # --- stages ---------------------------------------------------------------------------------------
@@ -165,6 +190,8 @@ def main(argv=None) -> int:
     parser.add_argument("--gamma-max-picks", type=int, default=30000,
                         help="skip GaMMA above this many picks (the real Salton Sea days too)")
     parser.add_argument("--skip-gamma", action="store_true")
+    parser.add_argument("--max-minutes", type=float, default=15.0,
+                        help="stop an associator run after this many minutes and record it as unfinished (default 15)")
     parser.add_argument("--salton-model", help="model for the real Salton Sea days (make demo: demo_out/model)")
     parser.add_argument("--doc", help="write the tables as markdown here (e.g. docs/benchmarks.md)")
     parser.add_argument("--resume", action="store_true", help="keep scenario files, models and runs already done")
@@ -247,7 +274,13 @@ def main(argv=None) -> int:
             if name == "gamma" and len(picks) > args.gamma_max_picks:
                 record["runs"][key] = {"skipped": f"{len(picks)} picks > {args.gamma_max_picks}"}
                 continue
-            (events, pick_event, seconds), peak = isolated(name, job, args.threads)
+            result = isolated(name, job, args.threads, args.max_minutes * 60.0)
+            if result is None:
+                record["runs"][key] = {"skipped": f"unfinished after {args.max_minutes:g} min (stopped)"}
+                print(f"{key}: {record['runs'][key]['skipped']}", flush=True)
+                save()
+                continue
+            (events, pick_event, seconds), peak = result
             record["runs"][key] = score(events, pick_event, seconds, peak, truth, true_event)
             r = record["runs"][key]
             print(f"{key}: F1 {r['f1']:.3f} (P {r['precision']:.3f}, R {r['recall']:.3f}), {seconds:.1f} s, "
