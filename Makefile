@@ -15,7 +15,7 @@ $(BIN)/python:
 
 # Reinstall only when the package metadata or the pins change.
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,scale]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -300,11 +300,13 @@ def write_catalog(
     path: str | os.PathLike,
     format: str | None = None,
     assignments_path: str | os.PathLike | None = None,
+    pick_ids: np.ndarray | None = None,
 ) -> list[Path]:
     """Write a catalog atomically as ``csv`` or ``quakeml`` (default: from the suffix).
 
     CSV: the events file plus, when ``assignments`` has rows, ``assignments_path`` (default
-    ``<name>_assignments.csv``).
+    ``<name>_assignments.csv``); ``pick_ids`` (one per row of ``picks``), when given, is written
+    as ``pick_index`` instead of the row (a pick's row in a larger table than ``picks``).
     QuakeML: one ObsPy Event per row with Origin, Magnitude, Picks, Amplitudes and Arrivals
     (phase, ``time_residual``); reads back with :func:`obspy.read_events` and :func:`read_associations`.
     Returns the paths written.
@@ -341,6 +343,8 @@ def write_catalog(
     if has_assignments:
         pick_rows = picks.iloc[assignments["pick_index"].to_numpy()].reset_index(drop=True)
         table = assignments[ASSIGNMENT_COLUMNS].reset_index(drop=True).copy()
+        if pick_ids is not None:
+            table["pick_index"] = np.asarray(pick_ids)[table["pick_index"].to_numpy()]
         table["station_id"] = pick_rows["station_id"].to_numpy()
         table["pick_time"] = format_times(pick_rows["time"]).to_numpy()
         table["pick_score"] = pick_rows["score"].to_numpy()

@@ -297,31 +297,31 @@ def _train(args: argparse.Namespace) -> int:
 def _associate(args: argparse.Namespace) -> int:
     import time
 
-    import numpy as np
     import pandas as pd
     import torch
 
     from catalogs.compare import summary_table, write_comparison
-    from catalogs.fileio import read_json_object, write_csv_atomic, write_text_atomic
+    from catalogs.fileio import write_csv_atomic, write_text_atomic
     from catalogs.picks import read_picks
+    from catalogs.pickstore import is_dataset
     from catalogs.schema import InputError, format_times
     from catalogs.stations import read_stations
     from genie import __version__
     from genie.associate import Associator, write_outputs
 
+    if is_dataset(args.picks):
+        return _associate_dataset(args)
+    if args.scheduler or args.workers:
+        raise InputError(f"--scheduler and --workers need a pick dataset (genie picks import); {args.picks} is a file")
+    if not args.stations:
+        raise InputError("--stations is required with a pick file (a pick dataset carries its own)")
     started = time.perf_counter()
     out = Path(args.out)
     inputs = {Path(p).resolve() for p in (args.picks, args.stations, args.config) if p}
     clash = [n for n in ("events.csv", "assignments.csv", "catalog.xml", "run.json") if (out / n).resolve() in inputs]
     if clash:
         raise InputError(f"--out {out} would overwrite input file(s) {clash}; choose another directory")
-    overrides = read_json_object(args.config, "JSON object of associator settings") if args.config else {}
-    if args.chunk_hours is not None:
-        if args.chunk_hours <= 0:
-            raise InputError(f"--chunk-hours must be positive (got {args.chunk_hours})")
-        overrides["chunk_s"] = args.chunk_hours * 3600.0
-    if args.magnitude_scale:
-        overrides["magnitude_scale"] = args.magnitude_scale
+    overrides = _associator_overrides(args)
     overrides["progress"] = not args.quiet
     associator = Associator.from_pretrained(args.model, device=args.device, **overrides)
     t_read = time.perf_counter()
@@ -478,6 +478,92 @@ def selftrain_table(summary: dict, label: str = "reference") -> str:
     return "\n".join(lines)
 
 
+def _associator_overrides(args: argparse.Namespace) -> dict:
+    """Associator settings of --config, --chunk-hours and --magnitude-scale."""
+    from catalogs.fileio import read_json_object
+    from catalogs.schema import InputError
+
+    overrides = read_json_object(args.config, "JSON object of associator settings") if args.config else {}
+    if args.chunk_hours is not None:
+        if args.chunk_hours <= 0:
+            raise InputError(f"--chunk-hours must be positive (got {args.chunk_hours})")
+        overrides["chunk_s"] = args.chunk_hours * 3600.0
+    if args.magnitude_scale:
+        overrides["magnitude_scale"] = args.magnitude_scale
+    return overrides
+
+
+def _associate_dataset(args: argparse.Namespace) -> int:
+    """``genie associate`` on a Parquet pick dataset: one task per UTC day (genie.dayruns)."""
+    import torch
+
+    from catalogs.compare import summary_table, write_comparison
+    from catalogs.events import read_catalog
+    from catalogs.fileio import write_text_atomic
+    from catalogs.pickstore import PickDataset, utc
+    from catalogs.schema import InputError
+    from genie.dayruns import associate_dataset
+    from genie.model import GenieModel
+
+    out = Path(args.out)
+    if out.resolve() == Path(args.picks).resolve() or Path(args.picks).resolve() in out.resolve().parents:
+        raise InputError(f"--out {out} lies inside the pick dataset {args.picks}; choose another directory")
+    if args.chunk_hours is not None:
+        raise InputError("--chunk-hours does not apply to a pick dataset: it is associated one UTC day per task")
+    if args.workers is not None and args.workers < 1:
+        raise InputError(f"--workers must be at least 1 (got {args.workers})")
+    overrides = _associator_overrides(args)
+    dataset = PickDataset(args.picks)
+    info = dataset.summary()
+    print(f"associating the pick dataset {args.picks}: {info['picks']} picks on {info['days']} day(s) "
+          f"({info['first_day']} to {info['last_day']}) with the model in {args.model}"
+          + (f", scheduler {args.scheduler}" + (f" ({args.workers} workers)" if args.workers else "")
+             if args.scheduler else ""))
+    summary = associate_dataset(args.model, args.picks, str(out), args.start, args.end, device=args.device,
+                                settings=overrides, scheduler=args.scheduler, workers=args.workers,
+                                progress=not args.quiet)
+    run = {"genie_version": __version__, "torch_version": torch.__version__,
+           "inputs": {"picks": str(args.picks), "model": str(args.model), "config": args.config,
+                      "start": args.start, "end": args.end, "reference": args.reference}, **summary}
+    print(f"{summary['events']} events, {summary['assignments']} associated picks of {summary['picks']} on "
+          f"{summary['days']} day(s) ({summary['days_resumed']} resumed); {summary['seconds']:.1f} s, "
+          f"{summary['picks_per_second']:.0f} picks/s")
+    if args.reference:
+        model = GenieModel.load(args.model, device="cpu")
+        span_start, span_end = dataset.span
+        span_start = utc(args.start) if args.start else span_start
+        span_end = utc(args.end) if args.end else span_end
+        ms = model.stations
+        reference, label, info_ref = _reference_catalog(
+            args.reference, lambda: _padded_region(ms["latitude"], ms["longitude"], model.config.roi_padding_km),
+            span_start, span_end, out / "reference")
+        reference = reference[(reference["time"] >= span_start) & (reference["time"] < span_end)].reset_index(drop=True)
+        report = write_comparison(read_catalog(out / "events.csv"), reference, out / "compare",
+                                  {"catalog": "genie", "reference": label}, dataset.stations(), args.max_dt,
+                                  args.max_dist, extra={"inputs": {"reference": info_ref}})
+        run["comparison"] = {k: report[k] for k in ("counts", "recall", "precision", "f1", "by_magnitude")}
+        print(summary_table(report))
+    write_text_atomic(out / "run.json", json.dumps(run, indent=2, default=float) + "\n")
+    print(f"written to {out}/ (events.csv, assignments.csv, run.json; per day: days/day=YYYY-MM-DD/ with "
+          "catalog.xml)")
+    return 0
+
+
+def _picks_import(args: argparse.Namespace) -> int:
+    from catalogs.pickstore import PickDataset, import_picks
+    from catalogs.schema import InputError
+
+    out = Path(args.out)
+    given = {Path(p).resolve() for p in (*args.picks, args.stations)}
+    if any(p == out.resolve() or out.resolve() in p.parents for p in given):
+        raise InputError(f"--out {out} holds an input file; choose another directory")
+    summary = import_picks(args.picks, args.stations, out)
+    info = PickDataset(out).summary()
+    print(f"{summary['added']} picks added ({summary['duplicates']} duplicates dropped); the dataset in {out} holds "
+          f"{info['picks']} picks on {info['days']} day(s), {info['first_day']} to {info['last_day']}")
+    return 0
+
+
 def _add_common(p: argparse.ArgumentParser, device: bool = False, seed: bool = False) -> None:
     """The flags every subcommand shares: --quiet; --device and --seed where they apply."""
     p.add_argument("--quiet", action="store_true", help="no progress bars, warnings and errors only")
@@ -584,8 +670,10 @@ def build_parser() -> argparse.ArgumentParser:
         "restarted run resumes; writes events.csv, assignments.csv, catalog.xml (QuakeML) and run.json, and with "
         "--reference the comparison of genie compare into OUT/compare/.",
     )
-    p.add_argument("--picks", required=True, help="picks (PhaseNet, SeisBench, PyOcto, GaMMA formats)")
-    p.add_argument("--stations", required=True, help="station file (checked against the model's stations)")
+    p.add_argument("--picks", required=True,
+                   help="picks (PhaseNet, SeisBench, PyOcto, GaMMA formats), or a pick dataset from genie picks import "
+                        "(read one UTC day at a time)")
+    p.add_argument("--stations", help="station file (checked against the model's stations); a pick dataset carries its own")
     p.add_argument("--model", required=True, help="model directory from genie train (model.json, model.pt)")
     p.add_argument("--out", required=True, help="output directory (created if missing; chunks kept for resuming)")
     p.add_argument("--start", help="first origin time, UTC (default: the first pick)")
@@ -596,8 +684,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-hours", type=float, help="chunk length, hours (default 24)")
     p.add_argument("--max-dt", type=float, default=3.0, help="match window in origin time, s (default 3)")
     p.add_argument("--max-dist", type=float, default=15.0, help="match window in epicentral distance, km (default 15)")
+    p.add_argument("--scheduler", help="pick datasets only: run the days on Dask, 'local' (a LocalCluster) or "
+                                       "tcp://HOST:PORT (a running scheduler); default: in this process")
+    p.add_argument("--workers", type=int, help="worker processes of --scheduler local (default: half the CPU cores)")
     _add_common(p, device=True)
     p.set_defaults(func=_associate)
+
+    p = sub.add_parser(
+        "picks",
+        help="pick datasets for years of picks: genie picks import",
+        description="Pick datasets: Parquet partitioned by UTC day with the station table beside it, read one "
+        "day at a time by genie associate (needs pyarrow: pip install 'genie-associator[scale]').",
+    )
+    picks_sub = p.add_subparsers(dest="picks_command", metavar="ACTION", required=True)
+    q = picks_sub.add_parser("import", help="add pick files to a Parquet pick dataset (created if missing)",
+                             description="Read pick files (any genie reader format) and merge their picks into the "
+                             "day partitions of the dataset in OUT; exact duplicates are dropped.")
+    q.add_argument("--picks", required=True, nargs="+", help="pick files (PhaseNet, SeisBench, PyOcto, GaMMA formats)")
+    q.add_argument("--stations", required=True, help="station file, kept beside the picks")
+    q.add_argument("--out", required=True, help="dataset directory (created if missing; more files merge into it)")
+    _add_common(q)
+    q.set_defaults(func=_picks_import)
 
     p = sub.add_parser(
         "self-train",
