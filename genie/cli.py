@@ -514,6 +514,9 @@ def _associate_dataset(args: argparse.Namespace) -> int:
         raise InputError(f"--workers must be at least 1 (got {args.workers})")
     overrides = _associator_overrides(args)
     dataset = PickDataset(args.picks)
+    if args.stations:
+        logger.warning("--stations %s is not used: the pick dataset carries its own station table (%s)",
+                       args.stations, dataset.root / "stations.csv")
     info = dataset.summary()
     print(f"associating the pick dataset {args.picks}: {info['picks']} picks on {info['days']} day(s) "
           f"({info['first_day']} to {info['last_day']}) with the model in {args.model}"
