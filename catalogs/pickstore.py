@@ -32,7 +32,7 @@ import pandas as pd
 
 from catalogs.fileio import atomic_path, read_json_object, write_csv_atomic, write_text_atomic
 from catalogs.picks import read_picks
-from catalogs.schema import PICK_COLUMNS, InputError, Source, fail_at
+from catalogs.schema import PICK_COLUMNS, InputError, Source, fail_at, normalise_phase, parse_times, to_numeric
 from catalogs.stations import read_stations
 
 logger = logging.getLogger(__name__)
@@ -139,24 +139,16 @@ def _read_partition(path: Path, day: str) -> pd.DataFrame:
     if missing:
         raise InputError(f"{where.name}: missing column(s) {missing}; columns found: {table.column_names}")
     df = table.select(PICK_COLUMNS).to_pandas()
-    try:
-        times = pd.to_datetime(df["time"], utc=True)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{where.name}: column 'time' is not a time ({exc})") from None
-    fail_at(times.isna(), where, lambda pos: "column 'time' is missing")
+    times = parse_times(df["time"], where, "time")
     start = pd.Timestamp(day, tz="UTC")
     fail_at((times < start) | (times >= start + DAY), where,
             lambda pos: f"column 'time' holds {times.iloc[pos]}, outside the partition's day")
     station = df["station_id"]
     fail_at(station.isna() | (station.astype(str).str.strip() == ""), where, lambda pos: "column 'station_id' is empty")
-    phase = df["phase"]
-    fail_at(~phase.isin(["P", "S"]), where, lambda pos: f"column 'phase' has {phase.iloc[pos]!r}; expected P or S")
-    score = pd.to_numeric(df["score"], errors="coerce")
-    fail_at(score.isna() & df["score"].notna(), where, lambda pos: f"column 'score' has {df['score'].iloc[pos]!r}")
-    return pd.DataFrame({"station_id": station.astype(str).to_numpy(dtype=object),
-                         "time": times.dt.as_unit("ns"), "phase": phase.astype(str).to_numpy(dtype=object),
-                         "score": score.astype("float64").fillna(1.0),
-                         "amplitude": pd.to_numeric(df["amplitude"], errors="coerce").astype("float64")})
+    return pd.DataFrame({"station_id": station.astype(str).to_numpy(dtype=object), "time": times,
+                         "phase": normalise_phase(df["phase"], where, "phase").to_numpy(dtype=object),
+                         "score": to_numeric(df["score"], where, "score").fillna(1.0),
+                         "amplitude": to_numeric(df["amplitude"], where, "amplitude")})
 
 
 class PickDataset:
@@ -221,7 +213,5 @@ class PickDataset:
 
     def summary(self) -> dict:
         days = self.days
-        return {"directory": str(self.root), "days": len(days), "picks": self.n_picks,
-                "first_day": days[0].strftime("%Y-%m-%d") if days else None,
-                "last_day": days[-1].strftime("%Y-%m-%d") if days else None,
-                "picks_per_day_median": float(np.median(list(self.day_counts.values()))) if days else 0.0}
+        return {"days": len(days), "picks": self.n_picks, "first_day": days[0].strftime("%Y-%m-%d") if days else None,
+                "last_day": days[-1].strftime("%Y-%m-%d") if days else None}

@@ -188,11 +188,10 @@ def associate_dataset(model_dir: str, dataset_dir: str, out: str, start=None, en
     else:
         records = _run_on_dask(args, todo, device, settings, threads, bounds, scheduler, workers, bar)
     bar.close()
-    done = [json.loads((day_dir(out, d) / "done.json").read_text()) for d in days]
     n_events = _concatenate([day_dir(out, d) / "events.csv" for d in days], Path(out) / "events.csv")
     n_assigned = _concatenate([day_dir(out, d) / "assignments.csv" for d in days], Path(out) / "assignments.csv")
     seconds = time.perf_counter() - t0
-    n_picks = sum(r["picks"] for r in done)
+    n_picks = sum(dataset.day_counts[day_name(d)] for d in days)
     return {"days": len(days), "days_run": len(records), "days_resumed": len(days) - len(records),
             "events": n_events, "assignments": n_assigned, "picks": n_picks, "seconds": seconds,
             "picks_per_second": sum(r["picks"] for r in records) / max(seconds, 1e-9),

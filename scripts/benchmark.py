@@ -110,16 +110,15 @@ def isolated(kind: str, kwargs: dict, threads: int, timeout_s: float | None = No
     process = context.Process(target=_child_to, args=(send, kind, kwargs, threads))
     process.start()
     send.close()
+    if not receive.poll(timeout_s):
+        process.kill()
+        process.join()
+        return None
     try:
-        if not receive.poll(timeout_s):
-            return None
         status, value = receive.recv()
     except EOFError:
-        status, value = "error", f"the process died (exit code {process.exitcode})"
-    finally:
-        if process.is_alive() and not receive.poll(0):
-            process.kill()
-        process.join()
+        status, value = "error", "the process died"
+    process.join()
     if status == "error":
         raise RuntimeError(f"{kind}: {value}")
     return value

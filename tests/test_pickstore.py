@@ -58,7 +58,7 @@ def test_a_bad_row_names_the_partition_file_and_row(tmp_path):
     table = pq.read_table(path).to_pandas()
     table.loc[1, "phase"] = "Q"
     pq.write_table(pa.Table.from_pandas(table, preserve_index=False), path)
-    with pytest.raises(InputError, match=r"partition day=2020-10-01 \(.*picks\.parquet\), row 1: column 'phase' has 'Q'"):
+    with pytest.raises(InputError, match=r"partition day=2020-10-01 \(.*picks\.parquet\), row 1: column 'phase' has phase 'Q'; expected P or S"):
         PickDataset(tmp_path / "ds").read("2020-10-01", "2020-10-02")
     table.loc[1, "phase"] = "S"
     table.loc[0, "time"] = pd.Timestamp("2020-10-05", tz="UTC")
