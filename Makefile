@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SALTON := $(DATA)/salton_sea_2020
 
-.PHONY: install test test-slow demo data bench peers benchmark benchmark-quick clean
+.PHONY: install test test-slow demo data bench peers benchmark benchmark-quick scaling clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -88,6 +88,12 @@ benchmark-quick: peers
 benchmark: peers
 	$(BIN)/python scripts/benchmark.py --data $(DATA) --out $(OUT)/benchmark --salton-model $(OUT)/model \
 		--doc docs/benchmarks.md
+
+# Scale-out throughput (scripts/bench_scaling.py, after make benchmark, whose grid model it uses):
+# a synthetic month on 100 stations as a pick dataset, a week of it associated in one process and
+# on 1 and 2 Dask workers, training steps/s on 1 and 2 gloo ranks, and the decade projection.
+scaling: $(STAMP)
+	$(BIN)/python scripts/bench_scaling.py --model $(OUT)/benchmark/models/grid/model --out $(OUT)/scaling --days 7
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache *.egg-info

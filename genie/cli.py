@@ -263,8 +263,9 @@ def _train(args: argparse.Namespace) -> int:
     from generator.network import Network
     from generator.params import GeneratorParams
     from generator.velocity import load_velocity_model
+    from genie import distributed
     from genie.model import resolve_device
-    from genie.train import load_config, train, training_travel_times
+    from genie.train import load_config, training_travel_times
 
     model_settings, config = load_config(args.config)
     if args.steps is not None:
@@ -274,14 +275,34 @@ def _train(args: argparse.Namespace) -> int:
     if args.seed is not None:
         config.seed = args.seed
     device = resolve_device(args.device)
+    distributed.check_nproc(args.nproc, device)
+    under_torchrun = distributed.init_from_environment(device)
+    if under_torchrun and args.nproc > 1:
+        raise InputError("--nproc with torchrun: the ranks come from torchrun (--nproc-per-node); leave --nproc out")
     params = GeneratorParams.from_json(args.generator_params) if args.generator_params else GeneratorParams()
     network = Network.from_stations(read_stations(args.stations))
     velocity = load_velocity_model(args.velocity_model)
     travel_times = training_travel_times(network, params, model_settings, velocity, args.tt_spacing, args.cache)
-    print(f"training the {args.config} model on {len(network)} stations ({device}), {config.steps} steps; "
-          f"checkpoints in {args.out}/checkpoint.pt")
-    model, report = train(network, travel_times, params, model_settings, config, args.out, device=device,
-                          progress=not args.quiet)
+    rank, world = distributed.rank_and_world()
+    world = max(world, args.nproc)
+    if rank == 0:
+        print(f"training the {args.config} model on {len(network)} stations ({device}"
+              f"{f', {world} ranks' if world > 1 else ''}), {config.steps} steps; "
+              f"checkpoints in {args.out}/checkpoint.pt")
+    job = (network, travel_times, params, model_settings, config, args.out, str(device), not args.quiet)
+    if args.nproc > 1:
+        from genie.model import GenieModel
+
+        distributed.spawn(_train_rank, args.nproc, device, job)
+        model = GenieModel.load(args.out)
+        report = json.loads((Path(args.out) / "history.json").read_text())[-1]["validation"]
+    else:
+        try:
+            model, report = _train_rank(*job)
+        finally:
+            distributed.leave()
+    if rank != 0:
+        return 0
     print(f"model: {model.n_sources} source nodes, {model.pairs.shape[0]} product nodes, "
           f"{sum(p.numel() for p in model.parameters())} weights")
     print(f"validation on {report['hours']:g} h of held-out synthetic picks ({report['rate_per_day']:g} events/day): "
@@ -292,6 +313,14 @@ def _train(args: argparse.Namespace) -> int:
     print(f"written to {args.out}/ (model.json, model.pt, checkpoint.pt, history.json, train_config.json, "
           "generator_params.json)")
     return 0
+
+
+def _train_rank(network, travel_times, params, model_settings, config, out, device, progress):
+    """One rank of ``genie train`` (the only one without --nproc): (model, validation report);
+    rank 0 writes the model."""
+    from genie.train import train
+
+    return train(network, travel_times, params, model_settings, config, out, device=device, progress=progress)
 
 
 def _associate(args: argparse.Namespace) -> int:
@@ -663,6 +692,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="small",
                    help="small (2 CPU cores, ~15 min), full (GENIE-sized, GPU) or a JSON file (default small)")
     p.add_argument("--steps", type=int, help="optimiser steps (default: from the configuration)")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="ranks of a DistributedDataParallel run on this machine (gloo on CPU, sharing its threads; "
+                        "nccl with one GPU each); each draws its own batches, so a step sees N batches. Under "
+                        "torchrun the ranks come from its environment instead (default 1)")
     _add_common(p, device=True, seed=True)
     p.set_defaults(func=_train, seed=None)
 

@@ -199,15 +199,38 @@ def associate_dataset(model_dir: str, dataset_dir: str, out: str, start=None, en
             "hosts": sorted({f"{r['host']}:{r['pid']}" for r in records})}
 
 
+def local_cluster(workers: int):
+    """A ``LocalCluster`` of ``workers`` one-thread worker processes, started without Dask's
+    ``MALLOC_TRIM_THRESHOLD_``. Dask sets it (65536) so that workers hand freed memory back to the
+    OS, but any explicit glibc threshold turns off glibc's adaptive mmap threshold: every temporary
+    array above 128 kB is then mapped and page-faulted afresh (a numpy loop of 1.6 MB temporaries:
+    340 times the page faults, 90 times the system time), which made two workers take 2.2 times
+    one process's wall time on the Salton Sea days. Workers started by hand for ``tcp://`` should
+    be started without it too (a Dask configuration with
+    ``distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_: null``; null unsets it)."""
+    import dask
+    from distributed import LocalCluster
+
+    # The nannies run in this process and copy their environment into os.environ before each
+    # worker start (restarts included), so an earlier Dask cluster here leaves the variable behind.
+    if os.environ.pop("MALLOC_TRIM_THRESHOLD_", None) is not None:
+        logger.info("MALLOC_TRIM_THRESHOLD_ removed from the environment of the Dask workers")
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+
+
 def _run_on_dask(args, todo, device, settings, threads, bounds, scheduler, workers, bar) -> list[dict]:
     try:
-        from distributed import Client, LocalCluster, as_completed
+        from distributed import Client, as_completed
     except ImportError:
         raise InputError("--scheduler needs dask.distributed: pip install 'genie-associator[scale]'") from None
+    # Dask logs every address and plugin at INFO; this run reports its own progress, so Dask's
+    # lines show from WARNING up unless the user asked for DEBUG.
+    logging.getLogger("distributed").setLevel(
+        logging.DEBUG if logging.getLogger().getEffectiveLevel() <= logging.DEBUG else logging.WARNING)
     cluster = None
     if scheduler == "local":
-        cluster = LocalCluster(n_workers=workers or max((os.cpu_count() or 2) // 2, 1), threads_per_worker=1,
-                               processes=True, dashboard_address=None)
+        cluster = local_cluster(workers or max((os.cpu_count() or 2) // 2, 1))
         client = Client(cluster)
     else:
         client = Client(scheduler)

@@ -5,8 +5,10 @@ source likelihood on the grid and at the continuous queries against the Gaussian
 labels, plus the cross-entropy of the P and S association (candidate picks and null) at every
 active station for the event-centred windows. Adam, with the rate decaying exponentially from ``learning_rate`` to ``final_learning_rate``.
 
-Every batch is drawn from ``numpy.random.default_rng([seed, step])``, so a run resumed from a
-checkpoint continues exactly as if it had not stopped. Validation detects sources on
+Every batch is drawn from ``numpy.random.default_rng([seed, 0, step])``, so a run resumed from a
+checkpoint continues exactly as if it had not stopped. Several ranks (``genie train --nproc N``
+or ``torchrun``, :mod:`genie.distributed`) each draw a batch per step from a stream of their own
+(rank 0 the single-process stream) and average their gradients: N times the batch per step. Validation detects sources on
 ``validation_hours`` of held-out synthetic picks (a seed no training batch uses) at
 ``validation_rate_per_day`` and matches them one-to-one to the true events (origin time within
 ``match_s``, epicentre within ``match_km``): event precision (over every detection), recall of the
@@ -39,6 +41,7 @@ from generator.network import Network
 from generator.params import GeneratorParams
 from generator.synthesize import travel_time_extent
 from generator.traveltimes import TravelTimes
+from genie import distributed
 from genie.batches import NO_EVENT, START, UNKNOWN, Batch, BatchSettings, draw_batch, labelled_events, synthetic_truth
 from genie.assign import counts, meets
 from genie.detect import DetectSettings, detect
@@ -88,7 +91,7 @@ CONFIGS = {
                   "assoc_window_s": 3.0, "assoc_candidates": 8},
         "train": {"steps": 4000, "checkpoint_every": 100, "validate_every": 0, "validation_hours": 12.0,
                   "batch": {"windows": 16, "queries": 16, "min_picks": 6, "min_stations": 4},
-                  "detect": {"min_picks": 6, "min_stations": 4, "min_p_picks": 3, "min_p_and_s_stations": 2,
+                  "detect": {"min_picks": 6, "min_stations": 4, "min_p_picks": 3, "min_p_and_s_stations": 1,
                              "threshold": 0.15, "max_residual_s": 0.5, "residual_fraction": None,
                              "s_residual_factor": None,
                              "relocation_rounds": 2}},
@@ -174,25 +177,24 @@ def batch_losses(model: GenieModel, batch: Batch) -> dict[str, torch.Tensor]:
     query = model.query_head(emb).squeeze(-1)
     out = {"grid": _weighted_bce(grid, batch.grid_labels, batch.grid_weight),
            "query": _weighted_bce(query, batch.query_labels, batch.query_weight)}
-    has = batch.assoc_event >= NO_EVENT  # event sources and decoys
-    if has.any():
-        origin = batch.centre_s[has] + batch.query_dt[has, 0].to(torch.float64)
-        index, valid, station_attr, pick_attr, _ = model.candidates(batch.picks, batch.query_xyz[has, 0], origin,
-                                                                    batch.active[has])
-        logits = model.association_logits(emb[has, 0], station_attr, pick_attr, valid)  # [A, S, M+1, 2]
-        target_event = batch.assoc_event[has][:, None].expand(-1, model.n_stations)
-        targets = candidate_targets(index, valid, batch.pick_event, batch.pick_phase, target_event)  # [A, S, 2]
-        # "No pick of this event here" is not taught where a candidate is a real pick that no
-        # confident event explains: it may be this event's arrival, missed by the first pass.
-        unknown = ((batch.pick_event[index] == UNKNOWN) & valid).any(-1)  # [A, S]
-        n_slots = index.shape[-1]
-        for phase, name in ((0, "assoc_p"), (1, "assoc_s")):
-            weight = (batch.active[has] & ~(unknown & (targets[..., phase] == n_slots))).to(logits.dtype)
-            ce = F.cross_entropy(logits[..., phase].reshape(-1, logits.shape[-2]), targets[..., phase].reshape(-1),
-                                 reduction="none")
-            out[name] = (ce * weight.reshape(-1)).sum() / weight.sum().clamp(min=1.0)
-    else:
-        out["assoc_p"] = out["assoc_s"] = grid.sum() * 0.0
+    # Event sources and decoys. A batch without any still runs the head on no windows (a zero
+    # loss): every weight then has a gradient at every step, as DistributedDataParallel expects.
+    has = batch.assoc_event >= NO_EVENT
+    origin = batch.centre_s[has] + batch.query_dt[has, 0].to(torch.float64)
+    index, valid, station_attr, pick_attr, _ = model.candidates(batch.picks, batch.query_xyz[has, 0], origin,
+                                                                batch.active[has])
+    logits = model.association_logits(emb[has, 0], station_attr, pick_attr, valid)  # [A, S, M+1, 2]
+    target_event = batch.assoc_event[has][:, None].expand(-1, model.n_stations)
+    targets = candidate_targets(index, valid, batch.pick_event, batch.pick_phase, target_event)  # [A, S, 2]
+    # "No pick of this event here" is not taught where a candidate is a real pick that no
+    # confident event explains: it may be this event's arrival, missed by the first pass.
+    unknown = ((batch.pick_event[index] == UNKNOWN) & valid).any(-1)  # [A, S]
+    n_slots = index.shape[-1]
+    for phase, name in ((0, "assoc_p"), (1, "assoc_s")):
+        weight = (batch.active[has] & ~(unknown & (targets[..., phase] == n_slots))).to(logits.dtype)
+        ce = F.cross_entropy(logits[..., phase].reshape(-1, logits.shape[-2]), targets[..., phase].reshape(-1),
+                             reduction="none")
+        out[name] = (ce * weight.reshape(-1)).sum() / weight.sum().clamp(min=1.0)
     return out
 
 
@@ -230,9 +232,8 @@ def validate(model: GenieModel, network: Network, travel_times: TravelTimes, par
     labelled = labelled_events(model, truth, np.ones((1, model.n_stations), bool), b.min_picks, b.min_stations)[0]
     labelled &= truth.events_s < duration - tail
     # Recall counts the labelled events whose true picks meet the acceptance rules: an event
-    # with one S pick cannot pass min_p_and_s_stations = 2 whatever the model does (on the
-    # 100-station benchmark network a fifth of the labelled events). Recall against every
-    # labelled event is reported beside it.
+    # with no station holding both a P and an S pick cannot pass min_p_and_s_stations = 1
+    # whatever the model does. Recall against every labelled event is reported beside it.
     true_pick = truth.event >= 0
     tally = counts(truth.event[true_pick], truth.station[true_pick], truth.true_phase[true_pick], len(truth.events_s))
     admitted = labelled & meets(tally, np.full(len(truth.events_s), np.inf), config.detect.rules())
@@ -271,6 +272,47 @@ def validate(model: GenieModel, network: Network, travel_times: TravelTimes, par
             "rate_per_day": rate}
 
 
+class TrainingLoss(torch.nn.Module):
+    """The loss terms of a batch (:func:`batch_losses`) as a module's ``forward``, so that
+    DistributedDataParallel, which averages gradients over what ``forward`` computes, can wrap
+    the whole loss (the association head runs outside the model's own ``forward``)."""
+
+    def __init__(self, model: GenieModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        return batch_losses(self.model, batch)
+
+
+def _wrap(loss: TrainingLoss, device: torch.device) -> torch.nn.Module:
+    """``loss`` for this process: DistributedDataParallel when there are several ranks. The
+    buffers (travel times, statics) are the same on every rank: no sync at each forward."""
+    if distributed.rank_and_world()[1] == 1:
+        return loss
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(loss, device_ids=[device.index] if device.type == "cuda" else None,
+                                   forward_sync_buffers=False)
+
+
+def _resume_state(checkpoint_path: Path, model: GenieModel, params: GeneratorParams) -> dict | None:
+    """The checkpoint to resume from (None: start afresh); an :class:`InputError` when it was
+    written for another model, network or generator."""
+    if not checkpoint_path.is_file():
+        return None
+    state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+    if state["meta"] != model.metadata():
+        raise InputError(f"{checkpoint_path}: written for another model or network; "
+                         "use a new --out or delete the checkpoint")
+    saved = checkpoint_path.parent / "generator_params.json"
+    # Resuming on another generator would train one model on two distributions unnoticed.
+    if saved.is_file() and GeneratorParams.from_json(saved).to_json() != params.to_json():
+        raise InputError(f"{checkpoint_path}: trained on other generator parameters ({saved}); "
+                         "use a new --out or delete the checkpoint")
+    return state
+
+
 def _save_checkpoint(path: Path, model: GenieModel, optimiser, step: int, history: list) -> None:
     with atomic_path(path) as tmp:
         torch.save({"step": step, "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -287,6 +329,10 @@ def train(network: Network, travel_times: TravelTimes, params: GeneratorParams, 
     ``checkpoint.pt`` (weights, optimiser state, step, history), ``generator_params.json``,
     ``train_config.json`` and ``history.json``. Returns the model and the final validation.
 
+    Under a process group (:mod:`genie.distributed`) every rank calls this: rank 0 reads the
+    checkpoint and hands it to the others, writes every file and validates; all return the same
+    weights and report. On ``cuda`` each rank takes its own GPU (``cuda:LOCAL_RANK``).
+
     Fine-tuning (the self-training loop): ``init_from`` is a model directory whose weights start
     the run (same configuration and network); ``real`` (:class:`genie.pseudolabels.RealPicks`)
     supplies windows of real picks labelled by confident events, drawn at a fraction
@@ -297,25 +343,28 @@ def train(network: Network, travel_times: TravelTimes, params: GeneratorParams, 
     # Gates left to the generator are fixed here, so validation and every later association of
     # the model (train_config.json) use the same numbers.
     config = dataclasses.replace(config, detect=config.detect.for_generator(params))
-    device = torch.device(device)
+    rank, world = distributed.rank_and_world()
+    lead = rank == 0
+    device = distributed.rank_device(torch.device(device))
     checkpoint_path = out / "checkpoint.pt"
     torch.manual_seed(config.seed)
     model = GenieModel.build(model_config_for(model_settings, params, network), network, travel_times,
                              params.statics_for(network.ids))
     step, history = 0, []
-    if checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        if state["meta"] != model.metadata():
-            raise InputError(f"{checkpoint_path}: written for another model or network; "
-                             "use a new --out or delete the checkpoint")
-        saved = out / "generator_params.json"
-        # Resuming on another generator would train one model on two distributions unnoticed.
-        if saved.is_file() and GeneratorParams.from_json(saved).to_json() != params.to_json():
-            raise InputError(f"{checkpoint_path}: trained on other generator parameters ({saved}); "
-                             "use a new --out or delete the checkpoint")
+    state = None
+    if lead:
+        try:
+            state = _resume_state(checkpoint_path, model, params)
+        except InputError as error:
+            state = error  # raised on every rank, not only on the one that read the file
+    state = distributed.broadcast(state)
+    if isinstance(state, InputError):
+        raise state
+    if state is not None:
         model.load_state_dict(state["model"])
         step, history = state["step"], state["history"]
-        logger.info("resuming from %s at step %d", checkpoint_path, step)
+        if lead:
+            logger.info("resuming from %s at step %d", checkpoint_path, step)
     elif init_from is not None:
         start = GenieModel.load(init_from)
         if start.metadata() != model.metadata():
@@ -327,21 +376,23 @@ def train(network: Network, travel_times: TravelTimes, params: GeneratorParams, 
     optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     if step:
         optimiser.load_state_dict(state["optimiser"])
-    params.to_json(out / "generator_params.json")
-    write_text_atomic(out / "train_config.json", json.dumps(
-        {"model": model.config.to_dict(), "train": config.to_dict()}, indent=2, default=list) + "\n")
+    if lead:
+        params.to_json(out / "generator_params.json")
+        write_text_atomic(out / "train_config.json", json.dumps(
+            {"model": model.config.to_dict(), "train": config.to_dict()}, indent=2, default=list) + "\n")
 
     model.train()
+    loss_module = _wrap(TrainingLoss(model), device)
     bar = tqdm(range(step, config.steps), initial=step, total=config.steps, desc="training", unit="step",
-               disable=not progress)
+               disable=not (progress and lead))
     started, running = time.perf_counter(), {}
     for step in bar:
-        rng = np.random.default_rng([config.seed, 0, step])
+        rng = np.random.default_rng(distributed.batch_seed(config.seed, step, rank))
         if real is not None and rng.random() < real_fraction:
             batch = draw_real_batch(model, real, config.batch, rng)
         else:
             batch = draw_batch(model, network, travel_times, params, config.batch, rng)
-        losses = batch_losses(model, batch)
+        losses = loss_module(batch)
         loss = total_loss(losses, config.loss_weights)
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(config, step)
@@ -352,7 +403,8 @@ def train(network: Network, travel_times: TravelTimes, params: GeneratorParams, 
             running[name] = 0.9 * running.get(name, value.item()) + 0.1 * value.item()
         bar.set_postfix({k: f"{v:.3f}" for k, v in running.items()})
         done = step + 1
-        if done % config.checkpoint_every == 0 or done == config.steps:
+        # The history's losses are rank 0's running means (its own batches).
+        if lead and (done % config.checkpoint_every == 0 or done == config.steps):
             history.append({"step": done, **{k: round(v, 5) for k, v in running.items()},
                             "seconds": round(time.perf_counter() - started, 1)})
             if config.validate_every and done % config.validate_every == 0 and done != config.steps:
@@ -360,9 +412,11 @@ def train(network: Network, travel_times: TravelTimes, params: GeneratorParams, 
                 logger.info("step %d: validation %s", done, history[-1]["validation"])
             _save_checkpoint(checkpoint_path, model, optimiser, done, history)
     bar.close()
-    report = validate(model, network, travel_times, validation_params or params, config, progress=progress)
-    history.append({"step": max(config.steps, step), "validation": report})
-    _save_checkpoint(checkpoint_path, model, optimiser, max(config.steps, step), history)
-    model.save(out)
-    write_text_atomic(out / "history.json", json.dumps(history, indent=2) + "\n")
-    return model, report
+    report = None
+    if lead:
+        report = validate(model, network, travel_times, validation_params or params, config, progress=progress)
+        history.append({"step": max(config.steps, step), "validation": report})
+        _save_checkpoint(checkpoint_path, model, optimiser, max(config.steps, step), history)
+        model.save(out)
+        write_text_atomic(out / "history.json", json.dumps(history, indent=2) + "\n")
+    return model, distributed.broadcast(report)

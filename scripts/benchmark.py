@@ -314,7 +314,15 @@ def main(argv=None) -> int:
 def report(record: dict, args, hours: float, steps) -> list[str]:
     """The markdown tables: one row per scenario and associator, then models and settings."""
     rows = []
-    for key, r in record["runs"].items():
+    scenario_order, peer_order = list(record["scenarios"]), ["genie", "pyocto", "gamma"]
+
+    def position(key: str) -> tuple[int, int]:
+        scenario, name = key.split(" | ")
+        return scenario_order.index(scenario), peer_order.index(name)
+
+    # Scenario by scenario, ours first, whatever order the runs were made in (a resumed run redoes some).
+    for key in sorted(record["runs"], key=position):
+        r = record["runs"][key]
         scenario, name = key.split(" | ")
         if "skipped" in r:
             rows.append({"scenario": scenario, "associator": name, "F1": "-", "note": r["skipped"]})

@@ -9,7 +9,8 @@ association wall time (s). Settings are plain dicts, printed beside every result
 
 * PyOcto: ``VelocityModel1D`` from our travel-time table (the same 1-D model the other
   associators get), station residuals from statics; the documented thresholds of a local
-  network (``PYOCTO_SETTINGS``; ``time_before`` at least the longest S travel time).
+  network with our acceptance rule's counts (``PYOCTO_SETTINGS``: 6 picks, 3 P, 1 station with
+  P and S; ``time_before`` at least the longest S travel time).
 * GaMMA: BGMM with DBSCAN pre-clustering, its 1-D eikonal travel times from the same layered
   model (``GAMMA_SETTINGS``; ``gamma_settings`` gives the homogeneous variant of GaMMA's Salton
   Sea example). GaMMA writes its eikonal scratch into the working directory: runners switch to
@@ -30,7 +31,7 @@ import pandas as pd
 from catalogs.picks import station_index
 from catalogs.schema import seconds_since
 
-PYOCTO_SETTINGS = dict(n_picks=6, n_p_picks=3, n_s_picks=2, n_p_and_s_picks=2, pick_match_tolerance=1.5,
+PYOCTO_SETTINGS = dict(n_picks=6, n_p_picks=3, n_s_picks=2, n_p_and_s_picks=1, pick_match_tolerance=1.5,
                        min_node_size=10.0, min_node_size_location=1.5, time_before=40.0, min_interevent_time=3.0,
                        tolerance_s=1.0)
 GAMMA_SETTINGS = dict(method="BGMM", oversample_factor=4, vp=6.0, vs=6.0 / 1.75, use_dbscan=True, dbscan_eps=10.0,

@@ -169,3 +169,14 @@ def test_start_and_end_cut_the_days(trained_model_dir, dataset, single_run, tmp_
     assert ((events["time"] >= start) & (events["time"] < end)).all()
     inside = whole[(whole["time"] >= start + pd.Timedelta(seconds=30)) & (whole["time"] < end - pd.Timedelta(seconds=30))]
     assert len(match_catalogs(events, inside, max_dt_s=0.5, max_dist_km=1.0)) >= 0.9 * len(inside)
+
+
+def test_local_workers_keep_the_adaptive_malloc_threshold():
+    # Dask's default MALLOC_TRIM_THRESHOLD_ makes every large temporary array a fresh mmap.
+    from distributed import Client
+
+    from genie.dayruns import local_cluster
+
+    with local_cluster(1) as cluster, Client(cluster) as client:
+        environ = client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")))
+    assert list(environ.values()) == [(None, "1")]

@@ -87,7 +87,10 @@ def test_load_config_named_and_file(tmp_path):
         load_config("medium")
 
 
-def test_cli_train(homogeneous_tt, tmp_path, capsys, monkeypatch, tt_cache):
+def cli_train_args(tmp_path, tt_cache) -> list[str]:
+    """``genie train`` arguments for a 2-step TINY run on the 4 x 4 grid (stations, PARAMS in
+    ``tmp_path/params.json`` and the configuration written to ``tmp_path``), ending in
+    ``--device cpu --quiet``."""
     network = grid_network(4, 10.0)
     stations = tmp_path / "stations.csv"
     network.stations.to_csv(stations, index=False)
@@ -97,11 +100,34 @@ def test_cli_train(homogeneous_tt, tmp_path, capsys, monkeypatch, tt_cache):
     config.write_text(json.dumps({"base": "small", "model": TINY,
                                   "train": {"steps": 2, "checkpoint_every": 1, "validation_hours": 0.05,
                                             "batch": {"windows": 2, "chunk_s": 200.0, "queries": 4}}}))
-    args = ["train", "--stations", str(stations), "--velocity-model", "homogeneous:6.0", "--generator-params",
+    return ["train", "--stations", str(stations), "--velocity-model", "homogeneous:6.0", "--generator-params",
             str(params), "--config", str(config), "--out", str(tmp_path / "out"), "--tt-spacing", "2",
             "--cache", str(tt_cache), "--device", "cpu", "--quiet"]
+
+
+def test_cli_train(homogeneous_tt, tmp_path, capsys, monkeypatch, tt_cache):
+    args = cli_train_args(tmp_path, tt_cache)
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "F1" in out and (tmp_path / "out" / "model.pt").is_file()
     assert main(args[:-3] + ["--device", "cuda"]) == (0 if torch.cuda.is_available() else 2)
     assert main(args[:-1] + ["--steps", "0"]) == 2
+
+
+def test_a_batch_without_event_windows_still_reaches_every_weight(homogeneous_tt):
+    # DistributedDataParallel needs a gradient for every weight at every step.
+    import dataclasses
+
+    from genie.batches import NO_EVENT
+
+    torch.manual_seed(0)
+    network = grid_network(4, 10.0)
+    model = GenieModel.build(ModelConfig(**TINY), network, homogeneous_tt)
+    batch = draw_batch(model, network, homogeneous_tt, PARAMS, SETTINGS, np.random.default_rng(0))
+    batch = dataclasses.replace(batch, assoc_event=torch.full_like(batch.assoc_event, NO_EVENT - 1))
+    losses = batch_losses(model, batch)
+    assert losses["assoc_p"].item() == 0.0 and losses["assoc_s"].item() == 0.0
+    sum(losses.values()).backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None]
+    assert missing == []
+    assert all(torch.all(p.grad == 0) for name, p in model.named_parameters() if name.startswith("association."))
