@@ -304,8 +304,8 @@ def write_catalog(
 ) -> list[Path]:
     """Write a catalog atomically as ``csv`` or ``quakeml`` (default: from the suffix).
 
-    CSV: the events file plus, when ``assignments`` has rows, ``assignments_path`` (default
-    ``<name>_assignments.csv``); ``pick_ids`` (one per row of ``picks``), when given, is written
+    CSV: the events file plus, when ``assignments`` is given (rows or not), ``assignments_path``
+    (default ``<name>_assignments.csv``); ``pick_ids`` (one per row of ``picks``), when given, is written
     as ``pick_index`` instead of the row (a pick's row in a larger table than ``picks``).
     QuakeML: one ObsPy Event per row with Origin, Magnitude, Picks, Amplitudes and Arrivals
     (phase, ``time_residual``); reads back with :func:`obspy.read_events` and :func:`read_associations`.
@@ -340,11 +340,16 @@ def write_catalog(
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
     written = [path]
-    if has_assignments:
-        pick_rows = picks.iloc[assignments["pick_index"].to_numpy()].reset_index(drop=True)
-        table = assignments[ASSIGNMENT_COLUMNS].reset_index(drop=True).copy()
+    if assignments is not None:
+        # An empty assignments table is written too (header only): a run without events still
+        # has its two files, and files of several runs concatenate alike.
+        table = assignments.reindex(columns=ASSIGNMENT_COLUMNS).reset_index(drop=True)
+        rows = table["pick_index"].to_numpy(dtype=np.int64)
+        pick_rows = (picks.iloc[rows] if has_assignments else
+                     pd.DataFrame({"station_id": [], "time": pd.to_datetime([], utc=True), "score": []})
+                     ).reset_index(drop=True)
         if pick_ids is not None:
-            table["pick_index"] = np.asarray(pick_ids)[table["pick_index"].to_numpy()]
+            table["pick_index"] = np.asarray(pick_ids, dtype=np.int64)[rows]
         table["station_id"] = pick_rows["station_id"].to_numpy()
         table["pick_time"] = format_times(pick_rows["time"]).to_numpy()
         table["pick_score"] = pick_rows["score"].to_numpy()

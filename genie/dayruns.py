@@ -38,9 +38,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from catalogs.events import write_catalog
-from catalogs.fileio import atomic_path, write_csv_atomic, write_text_atomic
+from catalogs.fileio import atomic_path, write_text_atomic
 from catalogs.pickstore import DAY, PickDataset, utc
-from catalogs.schema import ASSIGNMENT_COLUMNS, InputError
+from catalogs.schema import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -123,10 +123,6 @@ def associate_day(model_dir: str, dataset_dir: str, out: str, day: str, device: 
     write_catalog(events, assignments, picks, target / "events.csv", assignments_path=target / "assignments.csv",
                   pick_ids=picks["dataset_row"].to_numpy())
     write_catalog(events, assignments, picks, target / "catalog.xml")
-    if assignments.empty:
-        # write_catalog leaves out an empty assignments file; the day's concatenation needs one.
-        write_csv_atomic(pd.DataFrame(columns=[*ASSIGNMENT_COLUMNS, "station_id", "pick_time", "pick_score",
-                                               "amplitude"]), target / "assignments.csv")
     record = {"key": key, "day": day_name(first), "span": [str(lo), str(hi)], "events": len(events),
               "assignments": len(assignments), "picks": int(dataset.day_counts.get(day_name(first), 0)),
               "picks_read": len(picks),

@@ -60,11 +60,6 @@ def broadcast(obj):
     return box[0]
 
 
-def barrier() -> None:
-    if rank_and_world()[1] > 1:
-        dist.barrier()
-
-
 def rank_device(device: torch.device) -> torch.device:
     """The device of this rank: ``cuda:LOCAL_RANK`` for a CUDA run (one GPU per rank), else ``device``."""
     if device.type != "cuda" or rank_and_world()[1] == 1:

@@ -77,9 +77,8 @@ def associate(model: str, dataset: Path, out: Path, days: int, scheduler: str | 
     shutil.rmtree(out, ignore_errors=True)
     first = PickDataset(dataset).days[0]
     end = str(first + pd.Timedelta(days=days))
-    summary = associate_dataset(model, str(dataset), str(out), device="cpu", start=str(first), end=end,
-                                scheduler=scheduler, workers=workers, threads=threads, progress=False)
-    return summary
+    return associate_dataset(model, str(dataset), str(out), device="cpu", start=str(first), end=end,
+                             scheduler=scheduler, workers=workers, threads=threads, progress=False)
 
 
 def identical(a: Path, b: Path) -> bool:
@@ -152,19 +151,17 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     dataset = write_month(out / "month", args.month_days, cache)
-    first = dataset.days[0]
     n_picks = sum(dataset.day_counts[d.strftime("%Y-%m-%d")] for d in dataset.days[:args.days])
 
-    runs = {}
+    runs, dirs = {}, []
     for name, scheduler, workers, threads in (("one process", None, None, args.threads),
                                               ("Dask, 1 worker", "local", 1, None),
                                               ("Dask, 2 workers", "local", 2, None)):
-        runs[name] = associate(str(model), out / "month", out / "assoc" / name.replace(", ", "_").replace(" ", "_"),
-                               args.days, scheduler, workers, threads)
+        dirs.append(out / "assoc" / name.replace(", ", "_").replace(" ", "_"))
+        runs[name] = associate(str(model), out / "month", dirs[-1], args.days, scheduler, workers, threads)
         r = runs[name]
         print(f"{name}: {r['events']:,} events, {r['picks']:,} picks, {r['seconds']:.0f} s, "
               f"{r['picks_per_second']:.0f} picks/s", flush=True)
-    dirs = [out / "assoc" / n.replace(", ", "_").replace(" ", "_") for n in runs]
     same = all(identical(dirs[0], d) for d in dirs[1:])
     one, two = runs["Dask, 1 worker"]["picks_per_second"], runs["Dask, 2 workers"]["picks_per_second"]
     efficiency = two / (2 * one)
