@@ -223,7 +223,10 @@ class Associator:
         station = pd.Index(self.model.station_ids).get_indexer(picks["station_id"].astype(str).map(mapping))
         reason[station < 0] = "unknown_station"
         times = pd.to_datetime(picks["time"], utc=True)
-        start = pd.Timestamp(start) if start is not None else (times.min() if n else pd.Timestamp(0, tz="UTC"))
+        # By default the range opens one longest travel time before the first pick: an event
+        # whose picks are all in the table has its origin before them.
+        lead = pd.Timedelta(seconds=float(self.model.pair_tt.max()))
+        start = pd.Timestamp(start) if start is not None else (times.min() - lead if n else pd.Timestamp(0, tz="UTC"))
         end = pd.Timestamp(end) if end is not None else (times.max() + pd.Timedelta(seconds=1) if n else start)
         start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")
         end = end.tz_localize("UTC") if end.tzinfo is None else end.tz_convert("UTC")
@@ -325,7 +328,8 @@ class Associator:
     def associate(self, picks: pd.DataFrame, stations: pd.DataFrame | None = None, start=None, end=None,
                   workdir: str | os.PathLike | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Associate ``picks`` (contract DataFrame; any order) observed on ``stations`` between
-        ``start`` and ``end`` (UTC; default the picks' span). Returns ``(events, assignments)``
+        ``start`` and ``end`` (UTC origin times; default from one longest travel time before the first
+        pick to the last pick). Returns ``(events, assignments)``
         (module doc). With ``workdir``, finished chunks are kept there and reused on restart."""
         t_start = time.perf_counter()
         prep = self.prepare(picks, stations, start, end)

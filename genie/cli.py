@@ -712,7 +712,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stations", help="station file (checked against the model's stations); a pick dataset carries its own")
     p.add_argument("--model", required=True, help="model directory from genie train (model.json, model.pt)")
     p.add_argument("--out", required=True, help="output directory (created if missing; chunks kept for resuming)")
-    p.add_argument("--start", help="first origin time, UTC (default: the first pick)")
+    p.add_argument("--start", help="first origin time, UTC (default: the first pick less the longest travel time)")
     p.add_argument("--end", help="end of the range, UTC (default: the last pick)")
     p.add_argument("--reference", help="reference catalog file, or 'usgs' (ComCat via FDSN, cached in OUT/reference/)")
     p.add_argument("--config", help="JSON of associator settings (AssociatorSettings names; \"detect\": {...})")

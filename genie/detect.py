@@ -16,7 +16,8 @@
    and S arrivals, station statics included). For ``relocation_rounds`` rounds, each source
    takes per station and phase its most likely candidate (probability >= ``assoc_threshold``;
    a pick claimed twice goes to the most probable), is relocated by grid search
-   (:func:`genie.locate.locate`), converged duplicates keep the one with most picks, and picks
+   (:func:`genie.locate.locate`, each residual capped at the step-5 residual gate, so that one
+   wrong candidate does not drag a small event away from its other picks), converged duplicates keep the one with most picks, and picks
    are scored again at the relocated sources (embeddings from the windows nearest the new time).
 5. Final round: the ``candidates_per_phase`` most likely candidates per source, station and
    phase within the residual gate ``max(max_residual_s, residual_fraction * travel time)`` (times
@@ -462,6 +463,10 @@ def locate_and_associate(model: GenieModel, picks: PickTable, store: WindowStore
     stations = model.station_xyz.cpu().numpy().astype("float64")
     statics = model.statics.cpu().numpy()
     n_sta = model.n_stations
+
+    def gate(tt_s, phase):
+        return residual_gate(settings, c.kernel_s, tt_s, phase)
+
     for _ in range(settings.relocation_rounds):
         table = _greedy(_entries(model, picks, xyz, origin, embedding, settings.assoc_threshold, 1, activity))
         arrivals = _arrivals(table, picks, statics, len(origin), n_sta)
@@ -470,7 +475,7 @@ def locate_and_associate(model: GenieModel, picks: PickTable, store: WindowStore
         # labels to 2,312 for 24 km instead of 12,168; the final round's least squares refines it.
         new_xyz, new_origin, _ = locate(model.travel_times, stations, arrivals, xyz, depth_range,
                                         radius_km=2 * c.label_sigma_km, coarse_km=max(2.5, c.label_sigma_km / 4),
-                                        fine_km=max(1.0, c.label_sigma_km / 10))
+                                        fine_km=max(1.0, c.label_sigma_km / 10), gate=gate)
         located = np.isfinite(new_origin)
         xyz[located], origin[located] = new_xyz[located], new_origin[located]
         # Halves of a split event converge on relocation: keep the one with more picks.
@@ -482,9 +487,6 @@ def locate_and_associate(model: GenieModel, picks: PickTable, store: WindowStore
     lap("relocation_rounds_s")
 
     # Final round: gated candidates, exact competitive assignment, least-squares relocation.
-    def gate(tt_s, phase):
-        return residual_gate(settings, c.kernel_s, tt_s, phase)
-
     entries = _entries(model, picks, xyz, origin, embedding, settings.assoc_threshold, settings.candidates_per_phase,
                        activity)
     residual = picks.time_s[entries["pick_index"].to_numpy()] - origin[entries["source"].to_numpy()] - entries["tt_s"]

@@ -2,7 +2,11 @@
 
 :func:`locate`: for each source, candidate hypocentres on a local grid around its first location
 are scored by the mean absolute residual of its picks, with the origin time at each candidate
-set to the median of ``pick time - travel time`` (the L1-optimal origin). A coarse grid
+set to the median of ``pick time - travel time`` (the L1-optimal origin). Given the residual
+gate, each residual is capped at its pick's gate: a pick beyond the gate would be released there
+anyway, so it costs the gate and no more, and one wrong candidate among a small event's few
+picks cannot drag the location away from the others (a truncated L1 loss: the location with the
+most picks inside their gates wins, residuals breaking ties). A coarse grid
 (``coarse_km`` spacing within ``radius_km``, depths across the whole range) is followed by a fine
 one (``fine_km``) around the best coarse point. All sources, candidates and picks are evaluated
 in arrays: one travel-time call per chunk of sources.
@@ -16,14 +20,20 @@ Arrivals are given as ``[D, S, 2]`` absolute times (s) with NaN where a source h
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from generator.traveltimes import TravelTimes
 
 
-def _score(travel_times: TravelTimes, station_xyz: np.ndarray, arrivals: np.ndarray, candidates: np.ndarray):
-    """Origin ``[D, C]``, misfit ``[D, C]`` (mean |residual|, s) for candidates ``[D, C, 3]``."""
+Gate = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (travel time s, phase 0 P / 1 S) -> residual gate s
+
+
+def _score(travel_times: TravelTimes, station_xyz: np.ndarray, arrivals: np.ndarray, candidates: np.ndarray,
+           gate: Gate | None = None):
+    """Origin ``[D, C]``, misfit ``[D, C]`` (mean |residual|, each capped at ``gate`` of its
+    travel time and phase when given; s) for candidates ``[D, C, 3]``."""
     # Each source's own picks only, padded to the most any source has (K): on a wide network a
     # source has picks at a few of the stations, so [D, C, K] is a fraction of [D, C, S, 2].
     d, c = candidates.shape[:2]
@@ -38,12 +48,16 @@ def _score(travel_times: TravelTimes, station_xyz: np.ndarray, arrivals: np.ndar
     src = np.broadcast_to(candidates[:, :, None, :], (d, c, k, 3))
     tt = travel_times.paired(src.reshape(-1, 3), np.broadcast_to(station_xyz[sta][:, None], (d, c, k, 3)).reshape(-1, 3),
                              np.broadcast_to(pha[:, None], (d, c, k)).reshape(-1)).reshape(d, c, k)
-    flat = np.sort(times[:, None] - tt, axis=-1)  # [D, C, K] origin implied by each pick, NaN last
+    implied = times[:, None] - tt  # [D, C, K] origin implied by each pick, NaN in padding
+    flat = np.sort(implied, axis=-1)  # NaN last
     n = n[:, None, None]  # [D, 1, 1] picks per source
     lo = np.take_along_axis(flat, np.maximum((n - 1) // 2, 0), axis=-1)[..., 0]
     hi = np.take_along_axis(flat, np.maximum(n // 2, 0), axis=-1)[..., 0]
     origin = 0.5 * (lo + hi)  # the median of the implied origins: L1-optimal
-    misfit = np.nansum(np.abs(flat - origin[..., None]), axis=-1) / np.maximum(n[..., 0], 1)
+    residual = np.abs(implied - origin[..., None])
+    if gate is not None:
+        residual = np.minimum(residual, gate(tt, np.broadcast_to(pha[:, None], tt.shape)))
+    misfit = np.nansum(residual, axis=-1) / np.maximum(n[..., 0], 1)
     return origin, misfit
 
 
@@ -56,9 +70,11 @@ def _grid(radius_km: float, spacing_km: float, depths_km: np.ndarray) -> np.ndar
 
 def locate(travel_times: TravelTimes, station_xyz: np.ndarray, arrivals: np.ndarray, initial_xyz: np.ndarray,
            depth_range_km: tuple[float, float], radius_km: float = 20.0, coarse_km: float = 2.5,
-           fine_km: float = 1.0, depth_levels: int = 8, chunk: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+           fine_km: float = 1.0, depth_levels: int = 8, chunk: int = 32,
+           gate: Gate | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hypocentres ``[D, 3]`` (km), origin times ``[D]`` (s) and misfits ``[D]`` (mean absolute
-    residual, s) of sources with ``arrivals [D, S, 2]`` near ``initial_xyz [D, 3]``.
+    residual, each capped at ``gate(travel time, phase)`` when given; s) of sources with
+    ``arrivals [D, S, 2]`` near ``initial_xyz [D, 3]``.
 
     Coarse stage: epicentres within ``radius_km`` of the start at ``coarse_km`` spacing, at
     ``depth_levels`` depths spanning ``depth_range_km``; fine stage: within ``coarse_km`` of the
@@ -83,7 +99,7 @@ def locate(travel_times: TravelTimes, station_xyz: np.ndarray, arrivals: np.ndar
             if stage == "coarse":
                 cand[..., 2] = offsets[None, :, 2]
             cand[..., 2] = np.clip(cand[..., 2], zmin, zmax)
-            o, m = _score(travel_times, station_xyz, arrivals[rows], cand)
+            o, m = _score(travel_times, station_xyz, arrivals[rows], cand, gate)
             best = np.argmin(m, axis=1)
             pick = np.arange(len(rows))
             xyz[rows], origin[rows], misfit[rows] = cand[pick, best], o[pick, best], m[pick, best]

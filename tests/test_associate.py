@@ -160,6 +160,19 @@ def test_time_range_and_one_station(trained_model_dir, synthetic_day, caplog):
     assert len(events) == 0 and len(assignments) == 0 and "only 1 station" in caplog.text
 
 
+def test_an_event_before_the_first_pick_is_kept(trained_model_dir, synthetic_day):
+    """Picks that open with an event's first arrival: its origin precedes every pick, and the
+    default range (from one longest travel time before the first pick) keeps it."""
+    picks, truth, stations = synthetic_day
+    big = truth[(truth["n_p"] + truth["n_s"]) >= 12].iloc[1]
+    first = picks.loc[picks["event_id"] == int(big["event_id"]), "time"].min()
+    window = picks[(picks["time"] >= first) & (picks["time"] < first + pd.Timedelta(minutes=10))]
+    associator = Associator.from_pretrained(trained_model_dir, device="cpu", progress=False)
+    events, _ = associator.associate(window[CONTRACT], stations)
+    assert (events["time"] < first).any()
+    assert len(match_catalogs(events, truth[truth["event_id"] == big["event_id"]], 3.0, 15.0)) == 1
+
+
 def test_station_availability_marks_outages(trained_model_dir, synthetic_day):
     """Half the stations lose their picks in the second hour (an outage): there they count as
     inactive, elsewhere as active."""

@@ -57,3 +57,31 @@ def test_azimuthal_gap_of_known_geometries():
     assert azimuthal_gap(centre, stations, np.array([[True, False, False, False]]))[0] == 360.0
     outside = np.array([[100.0, 0.0, 5.0]])  # far east of the network: all stations to the west
     assert azimuthal_gap(outside, stations, np.array([[True] * 4]))[0] > 300.0
+
+
+def test_grid_search_with_a_gate_is_not_dragged_by_one_wrong_pick(layered_tt, network):
+    """A small event: P at its four nearest stations and S at two, one P a false pick 2.5 s late.
+    The plain L1 grid search trades the others' fit for it; capped at the residual gate
+    (0.5 s P, 0.8 s S), the wrong pick costs its gate wherever the source is, so the search
+    lands on the true hypocentre and the wrong pick is the only one outside its gate."""
+    from genie.locate import locate
+
+    true, t0 = np.array([[4.0, -6.0, 8.0]]), 20.0
+    tt = layered_tt(true, network)[0]  # [S, 2]
+    near = np.argsort(np.linalg.norm(network[:, :2] - true[0, :2], axis=1))[:4]
+    arrivals = np.full((1, 16, 2), np.nan)
+    arrivals[0, near, 0] = t0 + tt[near, 0]
+    arrivals[0, near[:2], 1] = t0 + tt[near[:2], 1]
+    arrivals[0, near[3], 0] += 2.5  # the false pick, taken in place of the true P
+
+    def gate(tt_s, phase):
+        return np.where(np.asarray(phase) == 1, 0.8, 0.5) * np.ones_like(tt_s)
+
+    start = true + np.array([[5.0, 5.0, 0.0]])
+    plain, plain_t0, _ = locate(layered_tt, network, arrivals, start, (0.0, 19.0))
+    gated, gated_t0, _ = locate(layered_tt, network, arrivals, start, (0.0, 19.0), gate=gate)
+    assert np.linalg.norm(gated[0, :2] - true[0, :2]) <= 1.0 and abs(gated_t0[0] - t0) < 0.15
+    assert np.linalg.norm(plain[0, :2] - true[0, :2]) > 4.0
+    residual = arrivals[0] - gated_t0[0] - layered_tt(gated, network)[0]
+    outside = np.argwhere(np.abs(residual) > gate(residual, np.array([0, 1])))
+    assert outside.tolist() == [[near[3], 0]]
