@@ -17,8 +17,9 @@
    takes per station and phase its most likely candidate (probability >= ``assoc_threshold``;
    a pick claimed twice goes to the most probable), is relocated by grid search
    (:func:`genie.locate.locate`, each residual capped at the step-5 residual gate, so that one
-   wrong candidate does not drag a small event away from its other picks), converged duplicates keep the one with most picks, and picks
-   are scored again at the relocated sources (embeddings from the windows nearest the new time).
+   wrong candidate does not drag a small event away from its other picks), converged duplicates
+   keep the one with most picks, and picks are scored again at the relocated sources
+   (embeddings from the windows nearest the new time).
 5. Final round: the ``candidates_per_phase`` most likely candidates per source, station and
    phase within the residual gate ``max(max_residual_s, residual_fraction * travel time)`` (times
    ``s_residual_factor`` for S; from the generator's timing errors, :meth:`DetectSettings.for_generator`) go

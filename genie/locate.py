@@ -5,8 +5,8 @@ are scored by the mean absolute residual of its picks, with the origin time at e
 set to the median of ``pick time - travel time`` (the L1-optimal origin). Given the residual
 gate, each residual is capped at its pick's gate: a pick beyond the gate would be released there
 anyway, so it costs the gate and no more, and one wrong candidate among a small event's few
-picks cannot drag the location away from the others (a truncated L1 loss: the location with the
-most picks inside their gates wins, residuals breaking ties). A coarse grid
+picks cannot drag the location away from the others (a truncated L1 loss, which favours the
+location that fits the most picks within their gates). A coarse grid
 (``coarse_km`` spacing within ``radius_km``, depths across the whole range) is followed by a fine
 one (``fine_km``) around the best coarse point. All sources, candidates and picks are evaluated
 in arrays: one travel-time call per chunk of sources.

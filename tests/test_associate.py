@@ -11,7 +11,7 @@ from obspy import read_events
 
 from catalogs.events import read_associations
 from catalogs.matching import match_catalogs
-from catalogs.schema import InputError
+from catalogs.schema import InputError, seconds_since
 from genie import Associator
 from genie.associate import Associator as AssociatorClass
 from genie.cli import main
@@ -182,7 +182,9 @@ def test_station_availability_marks_outages(trained_model_dir, synthetic_day):
     associator = Associator.from_pretrained(trained_model_dir, device="cpu", progress=False,
                                             availability_gap_s=1200.0)
     prep = associator.prepare(picks[~down][CONTRACT].reset_index(drop=True), stations)
-    activity = associator._activity(prep, 0, len(prep.time_s))(np.array([1800.0, 5400.0]))
+    # 00:30 and 01:30 on the clock of the prepared picks (its epoch is the day the range opens).
+    times_s = seconds_since(pd.Series(pd.to_datetime(["2020-01-01T00:30Z", "2020-01-01T01:30Z"])), prep.epoch)
+    activity = associator._activity(prep, 0, len(prep.time_s))(times_s)
     assert activity[0].all() and activity[1].sum() == 8
 
 
