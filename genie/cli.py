@@ -265,7 +265,7 @@ def _train(args: argparse.Namespace) -> int:
     from generator.velocity import load_velocity_model
     from genie import distributed
     from genie.model import resolve_device
-    from genie.train import load_config, training_travel_times
+    from genie.train import load_config, train, training_travel_times
 
     model_settings, config = load_config(args.config)
     if args.steps is not None:
@@ -289,16 +289,17 @@ def _train(args: argparse.Namespace) -> int:
         print(f"training the {args.config} model on {len(network)} stations ({device}"
               f"{f', {world} ranks' if world > 1 else ''}), {config.steps} steps; "
               f"checkpoints in {args.out}/checkpoint.pt")
+    # train's positional arguments; every rank runs train (rank 0 writes the model).
     job = (network, travel_times, params, model_settings, config, args.out, str(device), not args.quiet)
     if args.nproc > 1:
         from genie.model import GenieModel
 
-        distributed.spawn(_train_rank, args.nproc, device, job)
+        distributed.spawn(train, args.nproc, device, job)
         model = GenieModel.load(args.out)
         report = json.loads((Path(args.out) / "history.json").read_text())[-1]["validation"]
     else:
         try:
-            model, report = _train_rank(*job)
+            model, report = train(*job)
         finally:
             distributed.leave()
     if rank != 0:
@@ -313,14 +314,6 @@ def _train(args: argparse.Namespace) -> int:
     print(f"written to {args.out}/ (model.json, model.pt, checkpoint.pt, history.json, train_config.json, "
           "generator_params.json)")
     return 0
-
-
-def _train_rank(network, travel_times, params, model_settings, config, out, device, progress):
-    """One rank of ``genie train`` (the only one without --nproc): (model, validation report);
-    rank 0 writes the model."""
-    from genie.train import train
-
-    return train(network, travel_times, params, model_settings, config, out, device=device, progress=progress)
 
 
 def _associate(args: argparse.Namespace) -> int:
