@@ -269,25 +269,26 @@ class TravelTimes:
         """Index arithmetic shared by the numpy (``xp`` is numpy) and torch paths.
 
         Returns flat table indices ``k [N, M]``, distance weights ``wr [N, M]``, depth weights
-        ``wz [N, 1]`` and hypocentral distances ``hyp [N, M]`` (km); with ``paired``, source i
-        with station i only, all ``[N]``.
+        ``wz [N, 1]`` and hypocentral distances ``hyp [N, M]`` (km); with ``paired``, sources
+        ``[..., 3]`` and stations ``[..., 3]`` are paired where their shapes broadcast (depth
+        terms stay in the sources' shape), all outputs broadcasting to it.
         """
         n_depth, n_dist = self.times.shape[1:]
         h = self.spacing_km
         if xp is np:
-            depth = np.maximum(src[:, 2], 0.0)
+            depth = np.maximum(src[..., 2], 0.0)
 
             def cell(f, n):
                 return np.minimum(f.astype(np.int64), n - 2)
         else:
-            depth = src[:, 2].clamp(min=0.0)
+            depth = src[..., 2].clamp(min=0.0)
 
             def cell(f, n):
                 return f.floor().long().clamp(max=n - 2)
         fz = depth / h
         j = cell(fz, n_depth)
         if paired:
-            dx, dy = src[:, 0] - sta[:, 0], src[:, 1] - sta[:, 1]
+            dx, dy = src[..., 0] - sta[..., 0], src[..., 1] - sta[..., 1]
         else:
             dx, dy = src[:, None, 0] - sta[None, :, 0], src[:, None, 1] - sta[None, :, 1]
             j, fz, depth = j[:, None], fz[:, None], depth[:, None]
@@ -315,17 +316,20 @@ class TravelTimes:
         return near + (far - near) * wz
 
     def paired(self, sources, stations, phase) -> np.ndarray:
-        """Travel times ``[N]`` (s) of phase ``phase[i]`` (0 P, 1 S) from ``sources[i]`` to
-        ``stations[i]`` (both ``[N, 3]``): the entries of :meth:`__call__` a sparse set of
-        source-station-phase triples needs, without the full ``[N, M, 2]`` product."""
-        src = np.asarray(sources, dtype="float64").reshape(-1, 3)
-        sta = np.asarray(stations, dtype="float64").reshape(-1, 3)
-        phase = np.asarray(phase, dtype=np.int64).reshape(-1)
+        """Travel times (s) of phase ``phase`` (0 P, 1 S) from ``sources [..., 3]`` to
+        ``stations [..., 3]``, paired element by element where the shapes broadcast (``[N, 3]``,
+        ``[N, 3]`` and ``[N]`` give ``[N]``; ``[D, C, 1, 3]`` candidates against ``[D, 1, K, 3]``
+        stations and ``[D, 1, K]`` phases give ``[D, C, K]`` without copying either): the
+        entries of :meth:`__call__` a sparse set of source-station-phase triples needs, without
+        the full product."""
+        src = np.asarray(sources, dtype="float64")
+        sta = np.asarray(stations, dtype="float64")
+        phase = np.asarray(phase, dtype=np.int64)
         k, wr, wz, hyp = self._index(np, src, sta, paired=True)
         if self._stacked is None:
             self._stacked = np.concatenate(self._residual)
         k = k + phase * self._residual[0].size
-        return self._bilinear(self._stacked, k, wr, wz) + (hyp - sta[:, 2]) / self.top_velocity[phase]
+        return self._bilinear(self._stacked, k, wr, wz) + (hyp - sta[..., 2]) / self.top_velocity[phase]
 
     def torch(self, sources, stations):
         """Same as ``__call__`` for torch tensors, on their device and dtype (differentiable in

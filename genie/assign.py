@@ -132,6 +132,13 @@ def resolve(source, pick, station, phase, prob, rules: AssignmentRules) -> np.nd
     if n == 0:
         return keep
     n_src = int(source.max()) + 1
+    # A source that misses a threshold with all its entries is never kept, so its entries are
+    # never kept either: dropping them first changes no solution, and frees the picks they
+    # shared (most weak candidate sources end here, before any group is formed).
+    live = np.flatnonzero(_feasible(source, phase, station, prob, n_src, rules)[source])
+    if len(live) < n:
+        keep[live] = resolve(source[live], pick[live], station[live], phase[live], prob[live], rules)
+        return keep
     pick_code = _dense_codes(pick)
     n_pick = int(pick_code.max()) + 1
     # Sources and picks as nodes of one graph; an entry links its source and its pick.

@@ -96,7 +96,6 @@ class AssociatorSettings:
                                         "pick rates with a probability above 10^this are dropped (None: keep all)")
     background_window_s: float = _s(1800.0, "s", "background pick rates are counted over this span centred on each event")
     magnitude_scale: str | None = _s(None, "-", "JSON of a magnitude scale with station terms (None: GaMMA's law)")
-    batch_windows: int = _s(64, "1", "windows per forward pass")
     progress: bool = _s(True, "-", "progress bar over the chunks")
     detect: DetectSettings = field(default_factory=DetectSettings)
 

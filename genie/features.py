@@ -57,6 +57,8 @@ class PickTable:
         far = 1e18
         self.padded_keys = torch.cat([torch.tensor([-far], dtype=torch.float64, device=self.device), self.keys,
                                       torch.tensor([far], dtype=torch.float64, device=self.device)])
+        # (previous, next) key of each insertion point of padded_keys, gathered together.
+        self.neighbour_keys = torch.stack([self.padded_keys[:-1], self.padded_keys[1:]], -1)
         self.groups = torch.as_tensor(groups[order], device=self.device)
         self.times = torch.as_tensor(times[order], device=self.device, dtype=torch.float64)
         self.pick_index = torch.as_tensor(order % max(self.n_picks, 1), device=self.device)
@@ -124,14 +126,24 @@ def window_features(picks: PickTable, pair_station: torch.Tensor, pair_tt: torch
     tt = pair_tt.to(dev, torch.float64)
     base = torch.stack([picks.group_keys(s) + tt[:, 0], picks.group_keys(s) + tt[:, 1],
                         picks.group_keys(labelled) + tt[:, 0], picks.group_keys(labelled + 1) + tt[:, 1]], -1)
-    deltas = picks.nearest_from_keys(origin_s.to(dev, torch.float64)[:, None, None] + base[None]).to(torch.float32)
-    widths = [float(w) for w in np.atleast_1d(kernel_s)]
-    kernels = torch.cat([torch.exp(-0.5 * (deltas / w).square()) for w in widths], dim=-1)  # [B, P, 4 n]
-    # Kernels of far picks underflow to float32 denormals, which slow every later product on a
-    # CPU several-fold: below 1e-30 they are 0.
-    kernels = kernels.masked_fill(kernels < 1e-30, 0.0)
+    # Laid out [P, B, 4] (the model's node-major order): the [B, P, F] result is a view whose
+    # transpose back is already contiguous.
+    query = base[:, None, :] + origin_s.to(dev, torch.float64)[None, :, None]
+    # Unsigned distance to the nearest key: the kernel needs no sign, and one gather of the
+    # (previous, next) key pair replaces two. A group with no pick within a day is more than a
+    # day from any other group's keys (PickTable), so its kernels fall to the floor below.
+    near = picks.neighbour_keys[torch.searchsorted(picks.padded_keys, query) - 1]  # [P, B, 4, 2]
+    distance = torch.minimum(query - near[..., 0], near[..., 1] - query).to(torch.float32)
+    widths = torch.tensor([float(w) for w in np.atleast_1d(kernel_s)], device=dev)
+    exponent = distance.square_().unsqueeze(-2) * (-0.5 / widths.square())[:, None]  # [P, B, n, 4]
+    # Kernels of far picks would underflow to float32 denormals, which slow exp and every later
+    # product on a CPU several-fold: exponents below log(1e-30) give exactly 0 instead.
+    floor = float(np.log(1e-30))
+    far = exponent <= floor
+    kernels = torch.exp(exponent.clamp_(min=floor)).masked_fill_(far, 0.0).flatten(-2)  # [P, B, 4 n]
     if station_active is None:
-        mask = torch.ones((len(origin_s), len(s)), dtype=torch.float32, device=dev)
+        mask = torch.ones((len(s), len(origin_s)), dtype=torch.float32, device=dev)
     else:
-        mask = station_active.to(dev)[:, s].to(torch.float32)
-    return torch.cat([kernels * mask[..., None], mask[..., None]], dim=-1)
+        mask = station_active.to(dev)[:, s].T.to(torch.float32)
+        kernels.mul_(mask[..., None])
+    return torch.cat([kernels, mask[..., None]], dim=-1).transpose(0, 1)

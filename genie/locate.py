@@ -45,9 +45,7 @@ def _score(travel_times: TravelTimes, station_xyz: np.ndarray, arrivals: np.ndar
     times[row, slot] = arrivals[row, station, phase]
     sta, pha = np.zeros((d, k), np.int64), np.zeros((d, k), np.int64)
     sta[row, slot], pha[row, slot] = station, phase
-    src = np.broadcast_to(candidates[:, :, None, :], (d, c, k, 3))
-    tt = travel_times.paired(src.reshape(-1, 3), np.broadcast_to(station_xyz[sta][:, None], (d, c, k, 3)).reshape(-1, 3),
-                             np.broadcast_to(pha[:, None], (d, c, k)).reshape(-1)).reshape(d, c, k)
+    tt = travel_times.paired(candidates[:, :, None, :], station_xyz[sta][:, None], pha[:, None])  # [D, C, K]
     implied = times[:, None] - tt  # [D, C, K] origin implied by each pick, NaN in padding
     flat = np.sort(implied, axis=-1)  # NaN last
     n = n[:, None, None]  # [D, 1, 1] picks per source

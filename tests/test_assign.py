@@ -51,3 +51,47 @@ def test_one_pick_per_station_and_phase_and_thresholds():
 
 def test_nothing_in_nothing_out():
     assert resolve([], [], [], [], [], RULES).shape == (0,)
+
+
+def _objective(keep, source, pick, station, phase, prob, rules):
+    """Objective of a keep-mask, or None where it breaks a constraint (brute-force reference)."""
+    kept = np.flatnonzero(keep)
+    if len(np.unique(pick[kept])) < len(kept):
+        return None
+    slots = source[kept] * 100 + station[kept] * 2 + phase[kept]
+    if len(np.unique(slots)) < len(kept):
+        return None
+    total = 0.0
+    for d in np.unique(source[kept]):
+        mine = kept[source[kept] == d]
+        n_p = int((phase[mine] == 0).sum())
+        if len(mine) < rules.min_picks or n_p < rules.min_p_picks or len(np.unique(station[mine])) < rules.min_stations:
+            return None
+        total += prob[mine].sum() - rules.source_cost
+    return total
+
+
+def test_optimal_on_random_conflicts_with_hopeless_sources():
+    """On random small groups, where some sources cannot meet the thresholds with all their
+    entries (they are set aside before the groups are solved), the kept entries reach the
+    optimum found by trying every subset."""
+    rules = AssignmentRules(min_picks=3, min_stations=2, min_p_picks=1, source_cost=0.5)
+    rng = np.random.default_rng(3)
+    solved_hopeless = 0
+    for _ in range(25):
+        n = 11
+        source = rng.integers(0, 4, n)
+        station = rng.integers(0, 3, n)
+        phase = rng.integers(0, 2, n)
+        pick = rng.integers(0, 8, n)
+        prob = rng.uniform(0.3, 1.0, n).round(3)
+        keep = resolve(source, pick, station, phase, prob, rules)
+        got = _objective(keep, source, pick, station, phase, prob, rules)
+        subsets = (np.array([(mask >> i) & 1 for i in range(n)], dtype=bool) for mask in range(2 ** n))
+        best = max(v for v in (_objective(m, source, pick, station, phase, prob, rules) for m in subsets)
+                   if v is not None)
+        assert got is not None and abs(got - best) < 1e-9
+        hopeless = [d for d in np.unique(source) if (source == d).sum() < rules.min_picks
+                    or len(np.unique(station[source == d])) < rules.min_stations or not (phase[source == d] == 0).any()]
+        solved_hopeless += bool(hopeless)
+    assert solved_hopeless > 5  # the cases did include sources that are set aside

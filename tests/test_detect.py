@@ -1,8 +1,8 @@
 import numpy as np
 import pandas as pd
 
-from genie.detect import (ASSIGNMENT_COLUMNS, EVENT_COLUMNS, DetectSettings, WindowStore, find_peaks,
-                          locate_and_associate, suppress)
+from genie.detect import (ASSIGNMENT_COLUMNS, CPU_PASS_BYTES, EVENT_COLUMNS, DetectSettings, WindowStore,
+                          find_peaks, grid_likelihood, locate_and_associate, suppress, windows_per_pass)
 from genie.features import PickTable
 
 
@@ -159,3 +159,28 @@ def test_residual_gate_follows_the_generator_timing_errors():
     assert 0.98 < kept[..., 0].mean() < 0.99 and 0.98 < kept[..., 1].mean() < 0.99
     old = np.abs(errors) <= residual_gate(DetectSettings(max_residual_s=0.5, residual_fraction=0.03), 1.5, travel)
     assert old[..., 1].mean() < 0.8
+
+
+def test_cpu_pass_size_follows_the_product_graph(tiny_model):
+    m = tiny_model
+    per_window = m.pairs.shape[0] * max(m.config.hidden, m.config.latent) * 4  # float32 activation bytes
+    assert windows_per_pass(m) == max(CPU_PASS_BYTES // per_window, 1)
+    assert windows_per_pass(m, 5) == 5 and windows_per_pass(m, 0) == 1
+    assert WindowStore(m, _planted_picks(m), 0.0, 60).batch == windows_per_pass(m)
+
+
+def test_grid_does_not_depend_on_the_pass_size(tiny_model):
+    """Passes of 1, 7 and 64 windows give the same likelihood grid (up to float rounding) and
+    keep the same windows for the later queries."""
+    picks = _planted_picks(tiny_model, origin_s=30.0)
+    need = np.ones(50, dtype=bool)
+    need[10:14] = False
+    grids, kept = [], []
+    for size in (1, 7, 64):
+        store = WindowStore(tiny_model, picks, 0.0, 52, batch_windows=size)
+        grids.append(grid_likelihood(tiny_model, store, need, keep_above=0.0))
+        kept.append(np.flatnonzero(store.slot >= 0))
+    assert grids[0].max() > 0 and (grids[0][10:14] == 0).all()
+    for grid, windows in zip(grids[1:], kept[1:]):
+        np.testing.assert_allclose(grid, grids[0], atol=1e-5)
+        assert np.array_equal(windows, kept[0])

@@ -101,6 +101,12 @@ def test_paired_times_are_the_entries_of_the_full_product(layered_tt):
     full = layered_tt(src, sta)
     i, j, k = rng.integers(0, 30, 200), rng.integers(0, 7, 200), rng.integers(0, 2, 200)
     assert np.allclose(layered_tt.paired(src[i], sta[j], k), full[i, j, k], atol=1e-12, rtol=0)
+    # Broadcast pairing, as a grid search uses it: 5 sources x 6 candidates against 4 picks each.
+    cand, picked = src[:30].reshape(5, 6, 3), j[:20].reshape(5, 4)
+    grid = layered_tt.paired(cand[:, :, None, :], sta[picked][:, None], k[:20].reshape(5, 4)[:, None])
+    assert grid.shape == (5, 6, 4)
+    d, c, q = np.meshgrid(np.arange(5), np.arange(6), np.arange(4), indexing="ij")
+    assert np.allclose(grid, full[d * 6 + c, picked[d, q], k[:20].reshape(5, 4)[d, q]], atol=1e-12, rtol=0)
 
 
 def test_table_is_cached(tmp_path):
