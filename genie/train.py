@@ -92,7 +92,7 @@ CONFIGS = {
         "train": {"steps": 4000, "checkpoint_every": 100, "validate_every": 0, "validation_hours": 12.0,
                   "batch": {"windows": 16, "queries": 16, "min_picks": 6, "min_stations": 4},
                   "detect": {"min_picks": 6, "min_stations": 4, "min_p_picks": 3, "min_p_and_s_stations": 1,
-                             "threshold": 0.15, "max_residual_s": 0.5, "residual_fraction": None,
+                             "threshold": 0.05, "max_residual_s": 0.5, "residual_fraction": None,
                              "s_residual_factor": None,
                              "relocation_rounds": 2}},
     },
