@@ -363,8 +363,13 @@ class GenieModel(nn.Module):
         worst = np.zeros_like(at_nodes)
         for lo_i in range(0, len(points), 20_000):
             part = slice(lo_i, lo_i + 20_000)
-            change = np.abs(self.travel_times(points[part], sta) - at_nodes[nearest[part]])
-            np.maximum.at(worst, nearest[part], change)
+            # Points grouped by their nearest node, one maximum per group (np.maximum.at, the
+            # same numbers, took a third of the time).
+            order = np.argsort(nearest[part], kind="stable")
+            node = nearest[part][order]
+            first = np.flatnonzero(np.r_[True, node[1:] != node[:-1]])
+            change = np.abs(self.travel_times(points[part][order], sta) - at_nodes[node])
+            worst[node[first]] = np.maximum(worst[node[first]], np.maximum.reduceat(change, first, axis=0))
         vm = self.velocity_model
         worst += 0.5 * float(np.linalg.norm(cell)) / np.array([min(vm.vp), min(vm.vs)])
         pairs = self.pairs.cpu().numpy()

@@ -95,6 +95,27 @@ def test_candidates_nearest_the_arrivals_in_a_swarm(tiny_model):
     assert valid[0, near].sum().item() == 1
 
 
+def test_cell_tolerance_bounds_the_arrival_change_to_the_nearest_node(tiny_model):
+    """Every point of the location domain has its arrivals within the tolerance of its nearest
+    source node's (the guarantee the coincidence screen relies on), and the bound is not loose
+    by more than the half-diagonal term."""
+    m = tiny_model
+    src, sta = m.source_xyz.numpy().astype("float64"), m.station_xyz.numpy().astype("float64")
+    tolerance = m.cell_tolerance_s()  # [P, 2]
+    rng = np.random.default_rng(5)
+    hi_depth = float(m.travel_times.max_depth_km) - 1.0
+    points = np.column_stack([rng.uniform(src[:, 0].min(), src[:, 0].max(), 3000),
+                              rng.uniform(src[:, 1].min(), src[:, 1].max(), 3000), rng.uniform(0.0, hi_depth, 3000)])
+    nearest = np.argmin(((points[:, None, :] - src[None]) ** 2).sum(-1), axis=1)
+    change = np.abs(m.travel_times(points, sta) - m.travel_times(src, sta)[nearest])  # [N, S, 2]
+    per_pair = np.full((m.n_sources, m.n_stations, 2), np.nan)
+    pairs = m.pairs.numpy()
+    per_pair[pairs[:, 1], pairs[:, 0]] = tolerance
+    bound = per_pair[nearest]
+    assert (change <= bound + 1e-12).all()
+    assert np.nanmax(change, axis=0).max() > 0.3 * np.nanmax(tolerance)  # sampled changes reach the bound's scale
+
+
 def test_save_load_reproduces_outputs_exactly(tiny_model, tmp_path):
     m = tiny_model
     m.save(tmp_path / "model")
