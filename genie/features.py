@@ -69,20 +69,19 @@ class PickTable:
         has key ``group_keys(g) + t``."""
         return group.to(self.device, torch.float64) * self.span + self.offset - self.t0
 
-    def nearest_from_keys(self, query: torch.Tensor) -> torch.Tensor:
-        """Signed offset (s) of the nearest pick to each ``query`` key (``group_keys(g) + t``)
-        within its group; ``inf`` where the group has no pick within a day. Exact for query
-        times within a day of the picks: picks of other groups lie farther than that."""
-        pos = torch.searchsorted(self.padded_keys, query)
-        before = self.padded_keys[pos - 1] - query
-        after = self.padded_keys[pos] - query
-        best = torch.where(-before <= after, before, after)
-        return best.masked_fill(best.abs() >= 86400.0, float("inf"))
+    def distance_from_keys(self, query: torch.Tensor) -> torch.Tensor:
+        """Distance (s, float64, unsigned) from each ``query`` key (``group_keys(g) + t``) to the
+        nearest pick key: one binary search and one gather of the (previous, next) key pair.
+        For query times within a day of the picks it is the nearest pick of group ``g`` (picks of
+        other groups lie farther than that); more than a day means ``g`` has none within a day."""
+        near = self.neighbour_keys[torch.searchsorted(self.padded_keys, query) - 1]
+        return torch.minimum(query - near[..., 0], near[..., 1] - query)
 
-    def nearest(self, group: torch.Tensor, target_s: torch.Tensor) -> torch.Tensor:
-        """Signed offset (s) of the nearest pick in ``group`` to each ``target_s`` (seconds from
-        the same epoch as the picks); ``inf`` where the group has no pick. Shapes broadcast."""
-        return self.nearest_from_keys(self.group_keys(group) + target_s.to(self.device, torch.float64))
+    def distance(self, group: torch.Tensor, target_s: torch.Tensor) -> torch.Tensor:
+        """Distance (s) from each ``target_s`` (seconds from the picks' epoch) to the nearest pick
+        in ``group``; ``inf`` where the group has no pick within a day. Shapes broadcast."""
+        d = self.distance_from_keys(self.group_keys(group) + target_s.to(self.device, torch.float64))
+        return d.masked_fill(d >= 86400.0, float("inf"))
 
     def nearest_k(self, station: torch.Tensor, target_s: torch.Tensor, k: int, max_offset_s: float):
         """The ``k`` picks (any label) at ``station`` nearest to ``target_s`` (s, same epoch as the
@@ -129,11 +128,9 @@ def window_features(picks: PickTable, pair_station: torch.Tensor, pair_tt: torch
     # Laid out [P, B, 4] (the model's node-major order): the [B, P, F] result is a view whose
     # transpose back is already contiguous.
     query = base[:, None, :] + origin_s.to(dev, torch.float64)[None, :, None]
-    # Unsigned distance to the nearest key: the kernel needs no sign, and one gather of the
-    # (previous, next) key pair replaces two. A group with no pick within a day is more than a
-    # day from any other group's keys (PickTable), so its kernels fall to the floor below.
-    near = picks.neighbour_keys[torch.searchsorted(picks.padded_keys, query) - 1]  # [P, B, 4, 2]
-    distance = torch.minimum(query - near[..., 0], near[..., 1] - query).to(torch.float32)
+    # A group without a pick within a day is more than a day from any key, so its kernels fall
+    # to the floor below.
+    distance = picks.distance_from_keys(query).to(torch.float32)
     widths = torch.tensor([float(w) for w in np.atleast_1d(kernel_s)], device=dev)
     exponent = distance.square_().unsqueeze(-2) * (-0.5 / widths.square())[:, None]  # [P, B, n, 4]
     # Kernels of far picks would underflow to float32 denormals, which slow exp and every later

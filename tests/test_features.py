@@ -8,12 +8,12 @@ from genie.features import PickTable, window_features
 def test_nearest_pick_per_group():
     # station 0: P at 10 s, S at 14 s; station 1: P at 30 s
     table = PickTable([0, 0, 1], [10.0, 14.0, 30.0], [0, 1, 0], n_stations=2)
-    d = table.nearest(torch.tensor([0, 0, 1, 1]), torch.tensor([11.0, 13.0, 0.0, 29.0], dtype=torch.float64))
-    assert d.tolist() == [-1.0, 1.0, 30.0, 1.0]
+    d = table.distance(torch.tensor([0, 0, 1, 1]), torch.tensor([11.0, 13.0, 0.0, 29.0], dtype=torch.float64))
+    assert d.tolist() == [1.0, 1.0, 30.0, 1.0]
     labelled_s0 = 2 + 0 * 2 + 1  # n_stations + 2 * station + phase
-    assert table.nearest(torch.tensor([labelled_s0]), torch.tensor([10.0], dtype=torch.float64)).item() == 4.0
+    assert table.distance(torch.tensor([labelled_s0]), torch.tensor([10.0], dtype=torch.float64)).item() == 4.0
     labelled_s1_s = 2 + 1 * 2 + 1
-    assert np.isinf(table.nearest(torch.tensor([labelled_s1_s]), torch.tensor([30.0], dtype=torch.float64)).item())
+    assert np.isinf(table.distance(torch.tensor([labelled_s1_s]), torch.tensor([30.0], dtype=torch.float64)).item())
 
 
 def test_features_for_a_planted_pick():
