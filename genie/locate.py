@@ -30,45 +30,55 @@ from generator.traveltimes import TravelTimes
 Gate = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (travel time s, phase 0 P / 1 S) -> residual gate s
 
 
-def _score(travel_times: TravelTimes, station_xyz: np.ndarray, arrivals: np.ndarray, candidates: np.ndarray,
-           gate: Gate | None = None):
-    """Origin ``[D, C]``, misfit ``[D, C]`` (mean |residual|, each capped at ``gate`` of its
-    travel time and phase when given; s) for candidates ``[D, C, 3]``."""
-    # Each source's own picks only, padded to the most any source has (K): on a wide network a
-    # source has picks at a few of the stations, so [D, C, K] is a fraction of [D, C, S, 2].
-    d, c = candidates.shape[:2]
+# Elements of one chunk's [sources, candidates, picks] arrays: 1 MiB of float64 each, so that the
+# dozen temporaries of a chunk stay in a CPU cache (chunks of 32 sources, 10-20 MiB arrays, took
+# twice as long per element).
+CHUNK_ELEMENTS = 1 << 17
+
+
+def _score(travel_times: TravelTimes, station_xyz: np.ndarray, arrivals: np.ndarray, xy: np.ndarray,
+           depth: np.ndarray, gate: Gate | None = None):
+    """Origin ``[D, H * Z]``, misfit ``[D, H * Z]`` (mean |residual|, each capped at ``gate`` of
+    its travel time and phase when given; s) for source ``d``'s candidate epicentres
+    ``xy [D, H, 2]`` times depths ``depth [D, Z]`` (candidate ``h * Z + z``), the sources having
+    the same number of picks."""
+    d = len(arrivals)
     row, station, phase = np.nonzero(np.isfinite(arrivals))  # row-major: grouped by source
-    n = np.bincount(row, minlength=d)
-    k = max(int(n.max(initial=0)), 1)
-    slot = np.arange(len(row)) - np.repeat(np.cumsum(n) - n, n)
-    times = np.full((d, k), np.nan)
-    times[row, slot] = arrivals[row, station, phase]
-    sta, pha = np.zeros((d, k), np.int64), np.zeros((d, k), np.int64)
-    sta[row, slot], pha[row, slot] = station, phase
-    tt = travel_times.paired(candidates[:, :, None, :], station_xyz[sta][:, None], pha[:, None])  # [D, C, K]
-    implied = times[:, None] - tt  # [D, C, K] origin implied by each pick, NaN in padding
-    flat = np.sort(implied, axis=-1)  # NaN last
-    n = n[:, None, None]  # [D, 1, 1] picks per source
-    lo = np.take_along_axis(flat, np.maximum((n - 1) // 2, 0), axis=-1)[..., 0]
-    hi = np.take_along_axis(flat, np.maximum(n // 2, 0), axis=-1)[..., 0]
-    origin = 0.5 * (lo + hi)  # the median of the implied origins: L1-optimal
+    n = len(row) // d
+    times = arrivals[row, station, phase].reshape(d, 1, 1, n)
+    sta, pha = station.reshape(d, n), phase.reshape(d, n)
+    tt = travel_times.paired_grid(xy, depth, station_xyz[sta], pha)  # [D, H, Z, K]
+    implied = (times - tt).reshape(d, -1, n)  # [D, C, K] origin implied by each pick
+    both = np.partition(implied, ((n - 1) // 2, n // 2), axis=-1)
+    origin = 0.5 * (both[..., (n - 1) // 2] + both[..., n // 2])  # the median: L1-optimal
     residual = np.abs(implied - origin[..., None])
     if gate is not None:
-        residual = np.minimum(residual, gate(tt, np.broadcast_to(pha[:, None], tt.shape)))
-    misfit = np.nansum(residual, axis=-1) / np.maximum(n[..., 0], 1)
-    return origin, misfit
+        residual = np.minimum(residual, gate(tt, pha[:, None, None]).reshape(d, -1, n))
+    return origin, residual.sum(-1) / n
 
 
-def _grid(radius_km: float, spacing_km: float, depths_km: np.ndarray) -> np.ndarray:
-    """Candidate offsets ``[C, 3]``: a horizontal square of ``radius_km`` at ``spacing_km`` times
-    the depth values ``depths_km``."""
+def _grid(radius_km: float, spacing_km: float, depths_km: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate offsets: horizontal ``[H, 2]`` (a square of ``radius_km`` at ``spacing_km``)
+    and the depth values ``[Z]`` to combine with each."""
     h = np.arange(-radius_km, radius_km + 1e-9, spacing_km)
-    return np.stack(np.meshgrid(h, h, np.asarray(depths_km, dtype="float64"), indexing="ij"), axis=-1).reshape(-1, 3)
+    return np.stack(np.meshgrid(h, h, indexing="ij"), axis=-1).reshape(-1, 2), np.asarray(depths_km, dtype="float64")
+
+
+def _chunks(n_picks: np.ndarray, n_candidates: int, elements: int = CHUNK_ELEMENTS):
+    """Row-index arrays of the sources with picks, in chunks of one pick count each (no
+    padding), of at most ``elements`` (source, candidate, pick) triples (at least one source)."""
+    order = np.argsort(n_picks, kind="stable")
+    order = order[n_picks[order] > 0]
+    starts = np.flatnonzero(np.r_[True, np.diff(n_picks[order]) != 0])
+    for lo, hi in zip(starts, np.r_[starts[1:], len(order)]):
+        size = max(elements // (n_candidates * int(n_picks[order[lo]])), 1)
+        for a in range(lo, hi, size):
+            yield order[a:min(a + size, hi)]
 
 
 def locate(travel_times: TravelTimes, station_xyz: np.ndarray, arrivals: np.ndarray, initial_xyz: np.ndarray,
            depth_range_km: tuple[float, float], radius_km: float = 20.0, coarse_km: float = 2.5,
-           fine_km: float = 1.0, depth_levels: int = 8, chunk: int = 32,
+           fine_km: float = 1.0, depth_levels: int = 8,
            gate: Gate | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hypocentres ``[D, 3]`` (km), origin times ``[D]`` (s) and misfits ``[D]`` (mean absolute
     residual, each capped at ``gate(travel time, phase)`` when given; s) of sources with
@@ -81,26 +91,23 @@ def locate(travel_times: TravelTimes, station_xyz: np.ndarray, arrivals: np.ndar
     arrivals = np.asarray(arrivals, dtype="float64")
     initial = np.asarray(initial_xyz, dtype="float64")
     zmin, zmax = depth_range_km
-    coarse = _grid(radius_km, coarse_km, np.linspace(zmin, zmax, depth_levels))  # absolute depths
-    fine = _grid(coarse_km, fine_km, np.arange(-coarse_km, coarse_km + 1e-9, fine_km))
+    stages = (("coarse", _grid(radius_km, coarse_km, np.linspace(zmin, zmax, depth_levels))),  # absolute depths
+              ("fine", _grid(coarse_km, fine_km, np.arange(-coarse_km, coarse_km + 1e-9, fine_km))))
     xyz = initial.copy()
     origin = np.full(len(initial), np.nan)
     misfit = np.full(len(initial), np.nan)
-    has = np.isfinite(arrivals).reshape(len(arrivals), -1).any(1)
-    for stage, offsets in (("coarse", coarse), ("fine", fine)):
-        for lo in range(0, len(initial), chunk):
-            rows = np.arange(lo, min(lo + chunk, len(initial)))
-            rows = rows[has[rows]]
-            if not len(rows):
-                continue
-            cand = xyz[rows, None, :] + offsets[None]
-            if stage == "coarse":
-                cand[..., 2] = offsets[None, :, 2]
-            cand[..., 2] = np.clip(cand[..., 2], zmin, zmax)
-            o, m = _score(travel_times, station_xyz, arrivals[rows], cand, gate)
+    n_picks = np.isfinite(arrivals).reshape(len(arrivals), -1).sum(1)
+    for stage, (offsets, depths) in stages:
+        for rows in _chunks(n_picks, len(offsets) * len(depths)):
+            xy = xyz[rows, None, :2] + offsets[None]
+            z = depths[None] if stage == "coarse" else xyz[rows, 2:3] + depths[None]
+            z = np.clip(np.broadcast_to(z, (len(rows), len(depths))), zmin, zmax)
+            o, m = _score(travel_times, station_xyz, arrivals[rows], xy, z, gate)
             best = np.argmin(m, axis=1)
             pick = np.arange(len(rows))
-            xyz[rows], origin[rows], misfit[rows] = cand[pick, best], o[pick, best], m[pick, best]
+            h, k = np.divmod(best, len(depths))
+            xyz[rows, :2], xyz[rows, 2] = xy[pick, h], z[pick, k]
+            origin[rows], misfit[rows] = o[pick, best], m[pick, best]
     return xyz, origin, misfit
 
 

@@ -85,3 +85,39 @@ def test_grid_search_with_a_gate_is_not_dragged_by_one_wrong_pick(layered_tt, ne
     residual = arrivals[0] - gated_t0[0] - layered_tt(gated, network)[0]
     outside = np.argwhere(np.abs(residual) > gate(residual, np.array([0, 1])))
     assert outside.tolist() == [[near[3], 0]]
+
+
+def test_grid_search_is_the_best_candidate_whatever_the_chunking(layered_tt, network, monkeypatch):
+    """Sources with different pick counts, searched in chunks of one pick count: each gets the
+    candidate a search of its own picks alone finds (chunks as small as one source, or as large
+    as all), and that candidate scores best by a direct evaluation of the misfit."""
+    import genie.locate as loc
+
+    rng = np.random.default_rng(3)
+    d = 12
+    true = np.column_stack([rng.uniform(-20, 20, d), rng.uniform(-20, 20, d), rng.uniform(2, 15, d)])
+    t0 = rng.uniform(0, 100, d)
+    arrivals = t0[:, None, None] + layered_tt(true, network) + rng.normal(0, 0.2, (d, 16, 2))
+    arrivals[rng.random((d, 16, 2)) < rng.uniform(0.2, 0.8, (d, 1, 1))] = np.nan
+    arrivals[5] = np.nan  # no picks: keeps its start
+    start = true + rng.normal(0, 4, (d, 3))
+    counts = np.isfinite(arrivals).reshape(d, -1).sum(1)
+    assert len(np.unique(counts[counts > 0])) > 3
+    results = []
+    for elements in (1, loc.CHUNK_ELEMENTS, 1 << 30):
+        monkeypatch.setattr(loc, "CHUNK_ELEMENTS", elements)
+        results.append(loc.locate(layered_tt, network, arrivals, start, (0.0, 19.0)))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert np.array_equal(a, b, equal_nan=True)
+    xyz, origin, misfit = results[0]
+    assert np.array_equal(xyz[5], start[5]) and np.isnan(origin[5])
+    for i in np.flatnonzero(counts):
+        alone = loc.locate(layered_tt, network, arrivals[i:i + 1], start[i:i + 1], (0.0, 19.0))
+        assert np.array_equal(alone[0][0], xyz[i]) and alone[2][0] == misfit[i]
+        # The misfit of the chosen hypocentre, evaluated directly: mean |residual| about the
+        # median origin.
+        implied = (arrivals[i] - layered_tt(xyz[i:i + 1], network)[0])[np.isfinite(arrivals[i])]
+        assert origin[i] == pytest.approx(np.median(implied), abs=1e-9)
+        assert misfit[i] == pytest.approx(np.abs(implied - np.median(implied)).mean(), abs=1e-9)
+    assert np.median(np.linalg.norm(xyz[counts > 6, :2] - true[counts > 6, :2], axis=1)) < 2.0

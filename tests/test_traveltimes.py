@@ -128,3 +128,17 @@ def test_velocity_model_files(tmp_path):
     with pytest.raises(InputError, match="not found"):
         load_velocity_model(tmp_path / "nope.csv")
     assert load_velocity_model("homogeneous:6:3.5").vs == (3.5,)
+
+
+def test_grid_times_are_the_paired_times_of_the_product(layered_tt):
+    """paired_grid is paired on every (epicentre, depth) combination, to the last bit: the
+    distance and depth terms computed apart are the same numbers."""
+    rng = np.random.default_rng(5)
+    xy, depth = rng.uniform(-60, 60, (3, 10, 2)), rng.uniform(-1, 25, (3, 4))  # a depth above 0 is clamped
+    sta = np.c_[rng.uniform(-60, 60, (7, 2)), rng.uniform(-1.5, 0, 7)]
+    picked, phase = rng.integers(0, 7, (3, 5)), rng.integers(0, 2, (3, 5))
+    grid = layered_tt.paired_grid(xy, depth, sta[picked], phase)
+    assert grid.shape == (3, 10, 4, 5)
+    d, h, z, q = np.meshgrid(*(np.arange(n) for n in grid.shape), indexing="ij")
+    src = np.concatenate([xy[d, h], depth[d, z][..., None]], -1)
+    assert np.array_equal(grid, layered_tt.paired(src, sta[picked[d, q]], phase[d, q]))
