@@ -28,6 +28,10 @@
    picks and ``min_probability_sum`` summed probability). Kept sources are relocated by robust
    least squares (:func:`genie.locate.relocate`, with uncertainties and azimuthal gap), picks
    outside the gate at the final location are released and the thresholds checked again.
+6. Passes (``passes``): steps 1-5 run again on the picks no earlier pass assigned. An event
+   whose picks interleave with a stronger neighbour's scores low on the grid while those picks
+   are there, or loses them to it; once the neighbour's picks are gone it stands alone. Picks
+   are never shared between passes, and the events of all passes form one catalog.
 
 Times are s on the pick table's epoch; coordinates km in the model's frame. ``activity`` (a
 function of times ``[T]`` giving ``[T, S]`` bool) marks the stations active at each time; all
@@ -47,7 +51,7 @@ import torch
 from tqdm.auto import tqdm
 
 from genie.assign import AssignmentRules, counts, meets, resolve
-from genie.features import PickTable
+from genie.features import PickTable, kernel_reach_s
 from genie.locate import locate, relocate
 from genie.model import GenieModel
 
@@ -67,6 +71,9 @@ class DetectSettings:
         "unit": "1", "doc": "... and at least this many stations with both a P and an S pick"})
     min_probability_sum: float = field(default=0.0, metadata={
         "unit": "1", "doc": "... and at least this summed association probability"})
+    passes: int = field(default=2, metadata={
+        "unit": "1", "doc": "detection passes: each after the first runs on the picks no earlier pass assigned, "
+                            "where events hidden by a stronger neighbour's picks stand alone"})
     relocation_rounds: int = field(default=1, metadata={
         "unit": "1", "doc": "extra rounds of association at the relocated sources (merging converged duplicates)"})
     max_residual_s: float | None = field(default=None, metadata={
@@ -570,7 +577,8 @@ def locate_and_associate(model: GenieModel, picks: PickTable, store: WindowStore
 def detect(model: GenieModel, picks: PickTable, start_s: float, end_s: float, settings: DetectSettings | None = None,
            progress: bool = False, activity: Activity | None = None,
            timings: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Sources with origin times in ``[start_s, end_s)`` and their picks.
+    """Sources with origin times in ``[start_s, end_s)`` and their picks, in ``settings.passes``
+    passes (module doc, step 6).
 
     Windows are evaluated over ``[start_s - margin, end_s + margin)`` (two label widths in time)
     so that peaks at the edges are found as in a longer run; sources are kept when their final
@@ -586,6 +594,65 @@ def detect(model: GenieModel, picks: PickTable, start_s: float, end_s: float, se
     ``station``."""
     settings = settings or DetectSettings()
     timings = {} if timings is None else timings
+    parts_e, parts_a = [], []
+    rows = np.arange(picks.n_picks)
+    removed = None
+    for number in range(max(settings.passes, 1)):
+        table = picks if number == 0 else picks.subset(rows)
+        events, assignments = _detect_pass(model, table, start_s, end_s, settings, progress, activity, timings,
+                                           removed)
+        assigned = rows[assignments["pick_index"].to_numpy(dtype=np.int64)]
+        removed = (picks.station[assigned], picks.time_s[assigned])
+        parts_e.append(events)
+        parts_a.append(assignments.assign(pick_index=assigned,
+                                          event_index=assignments["event_index"] + sum(len(e) for e in parts_e[:-1])))
+        timings[f"events_pass_{number + 1}"] = len(events)
+        rows = np.setdiff1d(rows, assigned, assume_unique=True)
+        if len(events) == 0 or len(rows) == 0:
+            break
+    events = pd.concat(parts_e, ignore_index=True)
+    order = np.argsort(events["origin_s"].to_numpy(), kind="stable")
+    renumber = np.empty_like(order)
+    renumber[order] = np.arange(len(order))
+    assignments = pd.concat(parts_a, ignore_index=True)
+    assignments = assignments.assign(event_index=renumber[assignments["event_index"].to_numpy(dtype=np.int64)])
+    return (events.iloc[order].reset_index(drop=True),
+            assignments.sort_values(["event_index", "pick_index"], kind="stable").reset_index(drop=True))
+
+
+def changed_windows(model: GenieModel, first_s: float, n: int, station: np.ndarray, time_s: np.ndarray) -> np.ndarray:
+    """``[n]`` bool: the windows at origin times ``first_s + j * offset_step_s`` whose features
+    change when the picks at ``station [R]``, ``time_s [R]`` (s) are removed: those with a
+    predicted arrival at the pick's station within :func:`~genie.features.kernel_reach_s` of it.
+    Every other window has the same features, so the same embedding, as before the removal."""
+    step = model.config.offset_step_s
+    reach = kernel_reach_s(model.kernel_widths)
+    pair_station = model.pairs[:, 0].cpu().numpy()
+    tt = model.pair_tt.cpu().numpy().astype("float64")
+    earliest = np.full(model.n_stations, np.inf)
+    latest = np.full(model.n_stations, -np.inf)
+    np.minimum.at(earliest, pair_station, tt.min(1))
+    np.maximum.at(latest, pair_station, tt.max(1))
+    station, time_s = np.asarray(station, dtype=np.int64), np.asarray(time_s, dtype="float64")
+    has = np.isfinite(earliest[station])
+    station, time_s = station[has], time_s[has]
+    # Window j sees the pick when first_s + j * step + travel time lies within reach of it.
+    lo = np.ceil((time_s - latest[station] - reach - first_s) / step).astype(np.int64)
+    hi = np.floor((time_s - earliest[station] + reach - first_s) / step).astype(np.int64)
+    inside = (hi >= 0) & (lo < n)
+    edges = np.zeros(n + 1, dtype=np.int64)
+    np.add.at(edges, np.clip(lo[inside], 0, n), 1)
+    np.add.at(edges, np.clip(hi[inside] + 1, 0, n), -1)
+    return np.cumsum(edges[:-1]) > 0
+
+
+def _detect_pass(model: GenieModel, picks: PickTable, start_s: float, end_s: float, settings: DetectSettings,
+                 progress: bool, activity: Activity | None, timings: dict,
+                 removed: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One pass of :func:`detect` over all of ``picks`` (stage timings added to ``timings``).
+    ``removed``: ``(station, time_s)`` of the picks the previous pass assigned and took out;
+    only centres with a window they changed are evaluated (elsewhere the grid is the previous
+    pass's, whose peaks that pass has already decided)."""
     clock = [time.perf_counter()]
 
     def lap(name):
@@ -602,6 +669,10 @@ def detect(model: GenieModel, picks: PickTable, start_s: float, end_s: float, se
                         len(centres) + k - 1, activity, settings.batch_windows)
     need = coincident_windows(model, picks, float(centres[0]) if len(centres) else 0.0, len(centres), settings,
                               activity)
+    if removed is not None:
+        changed = changed_windows(model, store.first_s, store.n, *removed)
+        # Centre c uses windows c .. c + k - 1.
+        need &= np.lib.stride_tricks.sliding_window_view(changed, k).any(1)[:len(need)]
     timings["windows"] = timings.get("windows", 0) + int(need.sum())
     timings["windows_skipped"] = timings.get("windows_skipped", 0) + int((~need).sum())
     lap("screen_s")

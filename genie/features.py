@@ -27,7 +27,8 @@ class PickTable:
     """Picks laid out for nearest-pick queries on ``device``.
 
     ``station [n]`` (index into the network), ``time_s [n]`` (float64 seconds from any epoch),
-    ``phase [n]`` (0 = P, 1 = S); ``station`` and ``time_s`` are kept as numpy arrays.
+    ``phase [n]`` (0 = P, 1 = S); ``station``, ``time_s`` and ``label`` (the phases) are kept as
+    numpy arrays.
     """
 
     def __init__(self, station, time_s, phase, n_stations: int, device="cpu"):
@@ -37,6 +38,7 @@ class PickTable:
         self.n_stations = n_stations
         self.station = station
         self.time_s = time_s
+        self.label = phase
         self.device = torch.device(device)
         self.t0 = float(time_s.min()) if len(time_s) else 0.0
         rel = time_s - self.t0
@@ -63,6 +65,10 @@ class PickTable:
         self.times = torch.as_tensor(times[order], device=self.device, dtype=torch.float64)
         self.pick_index = torch.as_tensor(order % max(self.n_picks, 1), device=self.device)
         self.phase = torch.as_tensor(np.concatenate([phase, phase])[order], device=self.device)
+
+    def subset(self, rows: np.ndarray) -> "PickTable":
+        """A table of the picks ``rows`` (indices into this one) on the same device."""
+        return PickTable(self.station[rows], self.time_s[rows], self.label[rows], self.n_stations, self.device)
 
     def group_keys(self, group: torch.Tensor) -> torch.Tensor:
         """Key (float64) of the picks' epoch in each ``group``: a pick at ``t`` s of group ``g``
@@ -105,6 +111,17 @@ class PickTable:
         return self.pick_index[slot], self.times[slot] + self.t0, self.phase[slot], torch.isfinite(best.values)
 
 
+# Kernels below this value are exactly 0 (see window_features).
+KERNEL_FLOOR = 1e-30
+
+
+def kernel_reach_s(kernel_s) -> float:
+    """Distance (s) beyond which a pick leaves every kernel of widths ``kernel_s`` at exactly 0:
+    a pick farther than this from all of a window's predicted arrivals does not change its
+    features."""
+    return float(np.max(np.atleast_1d(kernel_s))) * float(np.sqrt(-2.0 * np.log(KERNEL_FLOOR)))
+
+
 def n_features(n_widths: int = 1) -> int:
     """Feature count for ``n_widths`` kernel widths: four kernels per width and the mask."""
     return 4 * n_widths + 1
@@ -134,8 +151,8 @@ def window_features(picks: PickTable, pair_station: torch.Tensor, pair_tt: torch
     widths = torch.tensor([float(w) for w in np.atleast_1d(kernel_s)], device=dev)
     exponent = distance.square_().unsqueeze(-2) * (-0.5 / widths.square())[:, None]  # [P, B, n, 4]
     # Kernels of far picks would underflow to float32 denormals, which slow exp and every later
-    # product on a CPU several-fold: exponents below log(1e-30) give exactly 0 instead.
-    floor = float(np.log(1e-30))
+    # product on a CPU several-fold: exponents below log(KERNEL_FLOOR) give exactly 0 instead.
+    floor = float(np.log(KERNEL_FLOOR))
     far = exponent <= floor
     kernels = torch.exp(exponent.clamp_(min=floor)).masked_fill_(far, 0.0).flatten(-2)  # [P, B, 4 n]
     if station_active is None:

@@ -125,6 +125,9 @@ def main(argv=None) -> int:
         real = run_genie(args.model, picks, stations, args.device, timings=stages)
         record("genie (this model)", real, run_genie(args.model, fake, stations, args.device))
         runs["genie (this model)"]["stages_s"] = {k: round(v, 2) for k, v in stages.items() if k.endswith("_s")}
+        one_pass = {"passes": 1}
+        record("genie, 1 pass", run_genie(args.model, picks, stations, args.device, settings=one_pass),
+               run_genie(args.model, fake, stations, args.device, settings=one_pass))
     if not args.skip_pyocto:
         try:
             import pyocto  # noqa: F401

@@ -46,12 +46,12 @@ def _empty() -> pd.DataFrame:
 
 
 def run_genie(model_dir: str, picks: pd.DataFrame, stations: pd.DataFrame, device: str,
-              timings: dict | None = None):
-    """Our associator (``genie.Associator``) with the model in ``model_dir``; ``timings``, when
-    given, receives its seconds per stage."""
+              timings: dict | None = None, settings: dict | None = None):
+    """Our associator (``genie.Associator``) with the model in ``model_dir`` and its settings
+    overridden by ``settings``; ``timings``, when given, receives its seconds per stage."""
     from genie import Associator
 
-    associator = Associator.from_pretrained(model_dir, device=device, progress=False)
+    associator = Associator.from_pretrained(model_dir, device=device, progress=False, **(settings or {}))
     t = time.perf_counter()
     events, assignments = associator.associate(picks, stations)
     seconds = time.perf_counter() - t

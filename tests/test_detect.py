@@ -184,3 +184,61 @@ def test_grid_does_not_depend_on_the_pass_size(tiny_model):
     for grid, windows in zip(grids[1:], kept[1:]):
         np.testing.assert_allclose(grid, grids[0], atol=1e-5)
         assert np.array_equal(windows, kept[0])
+
+
+def test_later_passes_see_only_the_unassigned_picks(tiny_model, monkeypatch):
+    """Pass 1 assigns picks 0-2 (event at 50 s), pass 2 sees the other four picks and assigns
+    two of them (event at 20 s), pass 3 finds nothing: one catalog in origin order, each pick of
+    the user's table assigned once, rows mapped back through the subsets."""
+    import genie.detect as det
+
+    times = np.array([10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0])
+    picks = PickTable(np.arange(7) % 3, times, np.zeros(7, int), tiny_model.n_stations)
+    seen = []
+
+    def fake_pass(model, table, start_s, end_s, settings, progress, activity, timings, removed=None):
+        seen.append(table.time_s.tolist())
+        n = len(seen)
+        if n == 3:
+            return (pd.DataFrame({c: pd.Series(dtype="float64") for c in EVENT_COLUMNS}),
+                    pd.DataFrame({c: pd.Series(dtype="float64") for c in ASSIGNMENT_COLUMNS}))
+        events = pd.DataFrame({c: [0.0] for c in EVENT_COLUMNS}).assign(origin_s=[50.0 if n == 1 else 20.0])
+        rows = [0, 1, 2] if n == 1 else [1, 3]  # rows of this pass's table
+        assignments = pd.DataFrame({"pick_index": rows, "event_index": 0, "phase": "P", "probability": 0.9,
+                                    "residual_s": 0.0, "station": table.station[rows]})
+        return events, assignments
+
+    monkeypatch.setattr(det, "_detect_pass", fake_pass)
+    events, assignments = det.detect(tiny_model, picks, 0.0, 100.0, DetectSettings(passes=3))
+    assert seen == [times.tolist(), [13.0, 14.0, 15.0, 16.0], [13.0, 15.0]]
+    assert events["origin_s"].tolist() == [20.0, 50.0]
+    assert assignments[["pick_index", "event_index"]].values.tolist() == [[4, 0], [6, 0], [0, 1], [1, 1], [2, 1]]
+    monkeypatch.setattr(det, "_detect_pass", lambda *a: (seen.clear(), fake_pass(*a))[1])
+    one, _ = det.detect(tiny_model, picks, 0.0, 100.0, DetectSettings(passes=1))
+    assert one["origin_s"].tolist() == [50.0] and len(seen) == 1
+
+
+def test_windows_outside_the_changed_ones_keep_their_features(tiny_model):
+    """Removing picks changes the features of the windows changed_windows names at most:
+    every window it leaves out has the same features before and after (to float rounding: the
+    pick table's epoch moves with its first pick), and some it names change."""
+    import torch
+
+    from genie.detect import changed_windows
+
+    m = tiny_model
+    rng = np.random.default_rng(7)
+    n = 400
+    station, time_s, phase = rng.integers(0, m.n_stations, n), rng.uniform(0, 3000, n), rng.integers(0, 2, n)
+    removed = rng.choice(n, 12, replace=False)
+    removed = removed[time_s[removed] < 1500]  # the second half of the day keeps all its picks
+    keep = np.setdiff1d(np.arange(n), removed)
+    step = m.config.offset_step_s
+    first, count = -200.0, int(3400 / step)
+    origins = torch.as_tensor(first + np.arange(count) * step)
+    before = m.features(PickTable(station, time_s, phase, m.n_stations), origins)
+    after = m.features(PickTable(station[keep], time_s[keep], phase[keep], m.n_stations), origins)
+    changed = changed_windows(m, first, count, station[removed], time_s[removed])
+    differs = ((before - after).abs() > 1e-5).transpose(0, 1).reshape(count, -1).any(1).numpy()
+    assert differs.any() and not (differs & ~changed).any()
+    assert not changed[first + np.arange(count) * step > time_s[removed].max() + 200].any()
