@@ -50,6 +50,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from catalogs.schema import InputError
 from genie.assign import AssignmentRules, counts, meets, resolve
 from genie.features import PickTable, kernel_reach_s
 from genie.locate import locate, relocate
@@ -94,6 +95,10 @@ class DetectSettings:
     merge_s: float | None = field(default=None, metadata={"unit": "s", "doc": "peak separation in time (default 2 label widths)"})
     batch_windows: int | None = field(default=None, metadata={
         "unit": "1", "doc": "windows per GNN forward pass (None: sized to the device, windows_per_pass)"})
+
+    def __post_init__(self):
+        if isinstance(self.passes, bool) or not isinstance(self.passes, (int, np.integer)) or self.passes < 1:
+            raise InputError(f"detection setting passes = {self.passes!r}: needs a whole number >= 1")
 
     def for_generator(self, params) -> "DetectSettings":
         """These settings with the unset (None) gate terms taken from the timing-error model of the
@@ -597,7 +602,7 @@ def detect(model: GenieModel, picks: PickTable, start_s: float, end_s: float, se
     parts_e, parts_a = [], []
     rows = np.arange(picks.n_picks)
     removed = None
-    for number in range(max(settings.passes, 1)):
+    for number in range(settings.passes):
         table = picks if number == 0 else picks.subset(rows)
         events, assignments = _detect_pass(model, table, start_s, end_s, settings, progress, activity, timings,
                                            removed)
@@ -669,7 +674,7 @@ def _detect_pass(model: GenieModel, picks: PickTable, start_s: float, end_s: flo
                         len(centres) + k - 1, activity, settings.batch_windows)
     need = coincident_windows(model, picks, float(centres[0]) if len(centres) else 0.0, len(centres), settings,
                               activity)
-    if removed is not None:
+    if removed is not None and len(need):
         changed = changed_windows(model, store.first_s, store.n, *removed)
         # Centre c uses windows c .. c + k - 1.
         need &= np.lib.stride_tricks.sliding_window_view(changed, k).any(1)[:len(need)]

@@ -242,3 +242,14 @@ def test_windows_outside_the_changed_ones_keep_their_features(tiny_model):
     differs = ((before - after).abs() > 1e-5).transpose(0, 1).reshape(count, -1).any(1).numpy()
     assert differs.any() and not (differs & ~changed).any()
     assert not changed[first + np.arange(count) * step > time_s[removed].max() + 200].any()
+
+
+def test_passes_must_be_a_whole_number_of_at_least_one():
+    import pytest
+
+    from catalogs.schema import InputError
+
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(InputError, match="passes"):
+            DetectSettings(passes=bad)
+    assert DetectSettings(passes=np.int64(3)).passes == 3
