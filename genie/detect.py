@@ -645,9 +645,9 @@ def changed_windows(model: GenieModel, first_s: float, n: int, station: np.ndarr
     lo = np.ceil((time_s - latest[station] - reach - first_s) / step).astype(np.int64)
     hi = np.floor((time_s - earliest[station] + reach - first_s) / step).astype(np.int64)
     inside = (hi >= 0) & (lo < n)
-    edges = np.zeros(n + 1, dtype=np.int64)
-    np.add.at(edges, np.clip(lo[inside], 0, n), 1)
-    np.add.at(edges, np.clip(hi[inside] + 1, 0, n), -1)
+    # Each pick opens its range of windows at lo and closes it after hi: a running count.
+    edges = (np.bincount(np.clip(lo[inside], 0, n), minlength=n + 1)
+             - np.bincount(np.clip(hi[inside] + 1, 0, n), minlength=n + 1))
     return np.cumsum(edges[:-1]) > 0
 
 

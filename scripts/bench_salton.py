@@ -41,7 +41,8 @@ from catalogs.matching import match_catalogs  # noqa: E402
 from catalogs.picks import read_picks, station_shifted  # noqa: E402
 from catalogs.stations import read_stations  # noqa: E402
 from scripts.markdown import markdown_table  # noqa: E402
-from scripts.peers import GAMMA_SETTINGS, PYOCTO_SETTINGS, run_gamma, run_genie, run_pyocto  # noqa: E402
+from scripts.peers import (GAMMA_SETTINGS, ONE_PASS_SETTINGS, PYOCTO_SETTINGS, run_gamma, run_genie,  # noqa: E402
+                          run_pyocto)
 
 MAGNITUDES = (1.0, 1.5, 2.0, 3.0)
 def score(events: pd.DataFrame, n_assigned: int, seconds: float, scsn: pd.DataFrame, pickable: np.ndarray,
@@ -125,9 +126,8 @@ def main(argv=None) -> int:
         real = run_genie(args.model, picks, stations, args.device, timings=stages)
         record("genie (this model)", real, run_genie(args.model, fake, stations, args.device))
         runs["genie (this model)"]["stages_s"] = {k: round(v, 2) for k, v in stages.items() if k.endswith("_s")}
-        one_pass = {"passes": 1}
-        record("genie, 1 pass", run_genie(args.model, picks, stations, args.device, settings=one_pass),
-               run_genie(args.model, fake, stations, args.device, settings=one_pass))
+        record("genie, 1 pass", run_genie(args.model, picks, stations, args.device, settings=ONE_PASS_SETTINGS),
+               run_genie(args.model, fake, stations, args.device, settings=ONE_PASS_SETTINGS))
     if not args.skip_pyocto:
         try:
             import pyocto  # noqa: F401

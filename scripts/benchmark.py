@@ -57,11 +57,10 @@ from generator.traveltimes import TravelTimes  # noqa: E402
 from generator.velocity import VelocityModel  # noqa: E402
 from scripts.bench_scenarios import COUNTED_MIN_PICKS, scenarios, stations_for, write  # noqa: E402
 from scripts.markdown import markdown_table  # noqa: E402
-from scripts.peers import GAMMA_SETTINGS, PYOCTO_SETTINGS  # noqa: E402
+from scripts.peers import GAMMA_SETTINGS, ONE_PASS_SETTINGS, PYOCTO_SETTINGS  # noqa: E402
 
 QUICK = ("grid 500/day, false x1", "grid 2000/day, false x2")
-# Ours with one detection pass (DetectSettings.passes = 1): the faster setting, beside the default.
-ONE_PASS = "genie, 1 pass"
+ONE_PASS = "genie, 1 pass"  # our associator with peers.ONE_PASS_SETTINGS
 CALIBRATION = {"grid": "grid 500/day, false x1", "salton": "Salton Sea geometry, 531/day"}
 
 
@@ -265,7 +264,7 @@ def main(argv=None) -> int:
         longest_s = float(tt.times[1].max())
         genie = dict(model_dir=str(out / "models" / s.network / "model"), picks=picks, stations=stations,
                      device=args.device)
-        jobs = {"genie": genie, ONE_PASS: {**genie, "settings": {"passes": 1}},
+        jobs = {"genie": genie, ONE_PASS: {**genie, "settings": ONE_PASS_SETTINGS},
                 "pyocto": dict(picks=picks, network=network, travel_times=tt, statics=np.zeros((len(network.ids), 2)),
                                settings={"time_before": max(PYOCTO_SETTINGS["time_before"], longest_s)}, zlim=zlim),
                 "gamma": dict(picks=picks, network=network, settings={"eikonal": True}, velocity=velocity, zlim=zlim)}

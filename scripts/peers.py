@@ -45,6 +45,11 @@ def _empty() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype="float64") for c in EVENT_COLUMNS})
 
 
+# Our associator with one detection pass (DetectSettings.passes = 1): the faster setting the
+# benchmarks run beside the default.
+ONE_PASS_SETTINGS = {"passes": 1}
+
+
 def run_genie(model_dir: str, picks: pd.DataFrame, stations: pd.DataFrame, device: str,
               timings: dict | None = None, settings: dict | None = None):
     """Our associator (``genie.Associator``) with the model in ``model_dir`` and its settings
