@@ -64,6 +64,7 @@ from catalogs.matching import match_catalogs
 from catalogs.picks import match_station_ids
 from catalogs.projection import epicentral_distance_km
 from catalogs.schema import InputError, seconds_since
+from genie.allocator import retain_freed_memory
 from genie.availability import operating_dates, station_activity
 from genie.detect import ASSIGNMENT_COLUMNS, EVENT_COLUMNS, DetectSettings, detect, residual_gate
 from genie.features import PickTable
@@ -330,6 +331,7 @@ class Associator:
         ``start`` and ``end`` (UTC origin times; default from one longest travel time before the first
         pick to the last pick). Returns ``(events, assignments)``
         (module doc). With ``workdir``, finished chunks are kept there and reused on restart."""
+        retain_freed_memory()  # genie.allocator: no fresh pages for each window batch
         t_start = time.perf_counter()
         prep = self.prepare(picks, stations, start, end)
         self.timings = {"prepare_s": time.perf_counter() - t_start}

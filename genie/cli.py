@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from genie import __version__
+from genie.allocator import retain_freed_memory
 
 logger = logging.getLogger("genie")
 
@@ -776,6 +777,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    # Before any data is read: blocks freed while reading picks then serve the window batches.
+    retain_freed_memory()
     try:
         return args.func(args)
     except InputError as exc:

@@ -108,6 +108,15 @@ def as_adjacency(edge_index, n_target: int, n_source: int | None = None):
     return mean_adjacency(edge_index, n_target, n_source, device=edge_index.device)
 
 
+def prelu_(act: nn.PReLU, x: torch.Tensor) -> torch.Tensor:
+    """``act(x)``, overwriting ``x`` when no gradient is recorded: a single-slope PReLU is
+    ``leaky_relu`` with that slope (the same numbers), which runs in place and, on a CPU, several
+    times faster than the PReLU kernel on the product graph's activations."""
+    if torch.is_grad_enabled() or act.weight.numel() != 1:
+        return act(x)
+    return torch.nn.functional.leaky_relu_(x, float(act.weight))
+
+
 def _spmm(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``adj [N, M] @ x [M, W, F] -> [N, W, F]`` with the windows folded into the columns."""
     out = torch.sparse.mm(adj, x.reshape(x.shape[0], -1))
@@ -168,7 +177,7 @@ class ProductConv(_MeanConv):
         accumulate = torch.Tensor.addmm_ if not torch.is_grad_enabled() else torch.addmm
         flat = accumulate(flat, self.aggregate_mean(station_adj, x).reshape(-1, n_in), self.lin_station.weight.T)
         flat = accumulate(flat, self.aggregate_mean(source_adj, x).reshape(-1, n_in), self.lin_source.weight.T)
-        return self.act(flat.view(out.shape))
+        return prelu_(self.act, flat.view(out.shape))
 
 
 class ReadIn(_MeanConv):
@@ -203,7 +212,8 @@ class ReadIn(_MeanConv):
             else:
                 n_sources = edge_index.shape[0] if edge_index.layout == torch.sparse_csr else int(edge_index[1].max()) + 1
         adj = as_adjacency(edge_index, n_sources, x.shape[0])
-        h = self.act(self.lin_node(x) + self.lin_pair(edge_attr)[:, None, :])
+        # In place on the fresh product of lin_node: no second full-width tensor.
+        h = prelu_(self.act, self.lin_node(x).add_(self.lin_pair(edge_attr)[:, None, :]))
         return self.lin_out(self.aggregate_mean(adj, h))
 
 
@@ -232,7 +242,7 @@ class SourceConv(_MeanConv):
         neighbour offsets."""
         adj = as_adjacency(edge_index, x.shape[0])
         out = self.lin_self(x) + self.aggregate_mean(adj, self.lin_neighbour(x)) + self.lin_offset(edge_attr)[:, None, :]
-        return x + self.act(out)
+        return x + prelu_(self.act, out)
 
 
 def _scalar_encoding(values: torch.Tensor) -> torch.Tensor:

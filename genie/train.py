@@ -42,6 +42,7 @@ from generator.params import GeneratorParams
 from generator.synthesize import travel_time_extent
 from generator.traveltimes import TravelTimes
 from genie import distributed
+from genie.allocator import retain_freed_memory
 from genie.batches import NO_EVENT, START, UNKNOWN, Batch, BatchSettings, draw_batch, labelled_events, synthetic_truth
 from genie.assign import counts, meets
 from genie.detect import DetectSettings, detect
@@ -338,6 +339,7 @@ def train(network: Network, travel_times: TravelTimes, params: GeneratorParams, 
     supplies windows of real picks labelled by confident events, drawn at a fraction
     ``real_fraction`` of the steps (the others synthetic); ``validation_params`` fixes the
     generator of the synthetic validation set (default ``params``), so rounds are scored alike."""
+    retain_freed_memory()  # genie.allocator: no fresh pages for each batch
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     # Gates left to the generator are fixed here, so validation and every later association of

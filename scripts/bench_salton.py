@@ -40,6 +40,7 @@ from catalogs.events import read_catalog  # noqa: E402
 from catalogs.matching import match_catalogs  # noqa: E402
 from catalogs.picks import read_picks, station_shifted  # noqa: E402
 from catalogs.stations import read_stations  # noqa: E402
+from genie.allocator import retain_freed_memory  # noqa: E402
 from scripts.markdown import markdown_table  # noqa: E402
 from scripts.peers import (GAMMA_SETTINGS, ONE_PASS_SETTINGS, PYOCTO_SETTINGS, run_gamma, run_genie,  # noqa: E402
                           run_pyocto)
@@ -92,6 +93,7 @@ def main(argv=None) -> int:
     parser.add_argument("--gamma-max-picks", type=int, help="skip GaMMA above this many picks (default: no limit)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the station shifts")
     args = parser.parse_args(argv)
+    retain_freed_memory()  # as the genie command does before reading data (genie.allocator)
 
     import torch
 

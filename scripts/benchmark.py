@@ -55,6 +55,7 @@ from catalogs.stations import read_stations  # noqa: E402
 from generator.network import Network  # noqa: E402
 from generator.traveltimes import TravelTimes  # noqa: E402
 from generator.velocity import VelocityModel  # noqa: E402
+from genie.allocator import retain_freed_memory  # noqa: E402
 from scripts.bench_scenarios import COUNTED_MIN_PICKS, scenarios, stations_for, write  # noqa: E402
 from scripts.markdown import markdown_table  # noqa: E402
 from scripts.peers import GAMMA_SETTINGS, ONE_PASS_SETTINGS, PYOCTO_SETTINGS  # noqa: E402
@@ -196,6 +197,7 @@ def main(argv=None) -> int:
     parser.add_argument("--doc", help="write the tables as markdown here (e.g. docs/benchmarks.md)")
     parser.add_argument("--resume", action="store_true", help="keep scenario files, models and runs already done")
     args = parser.parse_args(argv)
+    retain_freed_memory()  # as the genie command does before reading data (genie.allocator)
 
     import torch
 

@@ -126,3 +126,36 @@ def test_product_conv_inference_path_equals_training_path():
         inferred = conv(x, station, source)
     assert trained.requires_grad and not inferred.requires_grad
     torch.testing.assert_close(inferred, trained.detach(), rtol=0, atol=0)
+
+
+def test_prelu_in_place_only_when_inferring():
+    from genie.layers import prelu_
+
+    act = torch.nn.PReLU()
+    with torch.no_grad():
+        act.weight.fill_(0.3)
+    x = torch.tensor([[-2.0, 0.0, 1.5], [3.0, -0.5, -1e-3]])
+    expected = act(x).detach()
+    assert expected.tolist()[0][0] == pytest.approx(-0.6)
+    with torch.no_grad():
+        y = x.clone()
+        out = prelu_(act, y)
+    assert out.data_ptr() == y.data_ptr() and torch.equal(out, expected)
+    z = x.clone().requires_grad_()
+    out = prelu_(act, z)  # training: PReLU itself, input kept, slope learnt
+    assert torch.equal(out.detach(), expected) and torch.equal(z.detach(), x)
+    out.sum().backward()
+    assert act.weight.grad is not None and act.weight.grad.item() == pytest.approx(-2.0 - 0.5 - 1e-3)
+
+
+def test_read_in_and_source_conv_infer_as_they_train():
+    torch.manual_seed(1)
+    read_in, conv = ReadIn(5, 3, 8, 6), SourceConv(6)
+    x, pairs = torch.randn(12, 4, 5), torch.randn(12, 3)
+    to_source = torch.stack([torch.arange(12), torch.arange(12) % 3])
+    graph, offsets = torch.tensor([[0, 1, 2], [1, 2, 0]]), torch.randn(3, 3)
+    trained = conv(read_in(x, to_source, pairs, 3), graph, offsets)
+    with torch.no_grad():
+        inferred = conv(read_in(x, to_source, pairs, 3), graph, offsets)
+    assert trained.requires_grad and not inferred.requires_grad
+    torch.testing.assert_close(inferred, trained.detach(), rtol=0, atol=0)

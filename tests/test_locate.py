@@ -121,3 +121,44 @@ def test_grid_search_is_the_best_candidate_whatever_the_chunking(layered_tt, net
         assert origin[i] == pytest.approx(np.median(implied), abs=1e-9)
         assert misfit[i] == pytest.approx(np.abs(implied - np.median(implied)).mean(), abs=1e-9)
     assert np.median(np.linalg.norm(xyz[counts > 6, :2] - true[counts > 6, :2], axis=1)) < 2.0
+
+
+def test_coarse_stage_widens_the_gate_by_the_cell_size(tt_cache, monkeypatch):
+    """A small event at a network's edge (the benchmark's 10 x 10 grid, a 500/day scenario's
+    event 23: 4 P and 4 S picks on its five nearest stations, arrivals to 0.01 s) whose search
+    starts 18 km off and 20 km too deep. With the plain gate on the coarse 5 km grid, no node
+    near the event fits its S picks within their gates, the coarse minimum lies 40 km away in
+    the distance-origin time trade-off and the fine stage stays there; widened by the largest
+    travel-time change within a coarse cell, the coarse stage keeps the event's cell and the
+    fine stage lands within 2 km of it."""
+    import genie.locate as loc
+    from generator.traveltimes import TravelTimes
+    from generator.velocity import VelocityModel
+
+    vp = (5.5, 6.3, 6.7, 7.8)
+    tt = TravelTimes.build(VelocityModel((0.0, 5.5, 16.0, 32.0), vp, tuple(v / 1.73 for v in vp)), 160.0, 38.0,
+                           cache_dir=tt_cache)
+    stations = np.array([[70.86, -36.7, 0.0], [70.66, -12.05, 0.0], [70.47, 12.61, 0.0], [90.85, -11.87, 0.0],
+                         [90.6, 12.79, 0.0]])
+    arrivals = np.full((1, 5, 2), np.nan)
+    arrivals[0, :, 0] = [6.99, 3.48, np.nan, 2.80, 2.55]
+    arrivals[0, :, 1] = [np.nan, 5.65, 5.57, 4.62, 4.27]
+    true = np.array([83.6, 1.2, 3.2])
+
+    def gate(tt_s, phase):
+        return np.maximum(0.5, 0.025 * np.asarray(tt_s)) * np.where(np.asarray(phase) == 1, 1.6, 1.0)
+
+    widened = loc.coarse_gate(tt, gate, 5.0, 5.0)
+    slack = np.sqrt(2 * 2.5 ** 2 + 2.5 ** 2) / np.array([5.5, 5.5 / 1.73])
+    assert widened(np.array([10.0, 40.0]), np.array([0, 1])) == pytest.approx([0.5 + slack[0], 1.6 + slack[1]])
+    assert loc.coarse_gate(tt, None, 5.0, 5.0) is None
+
+    def search():
+        return loc.locate(tt, stations, arrivals, np.array([[101.2, 4.4, 23.2]]), (0.0, 36.0), radius_km=40.0,
+                          coarse_km=5.0, fine_km=2.0, gate=gate)
+
+    xyz, origin, _ = search()
+    assert np.linalg.norm(xyz[0, :2] - true[:2]) < 2.0 and abs(origin[0]) < 0.3
+    monkeypatch.setattr(loc, "coarse_gate", lambda travel_times, g, spacing, depth_spacing: g)
+    plain, _, _ = search()
+    assert np.linalg.norm(plain[0, :2] - true[:2]) > 20.0
