@@ -3,9 +3,11 @@
 A window batch allocates and frees a few tensors of several MiB each, thousands of times a day
 of picks. By default glibc serves blocks above 128 KiB by ``mmap`` and returns them to the
 system on ``free`` (its dynamic threshold rises to a freed block's size, but it trims the heap
-above twice that size), so each new tensor of that size touches fresh pages: the page faults
-doubled the time of a CPU forward pass (product graph of 6,000-7,000 pairs, 12-14 windows:
-features 6.6 -> 14-15 ms, embedding 10.3 -> 21-23 ms on the 2-core benchmark machine).
+above twice that size), so each new tensor of that size touches fresh pages. In a loop of CPU forward passes
+(product graphs of 6,000-7,000 pairs, 12-14 windows, the 2-core benchmark machine) the page
+faults doubled the time (features 6.6 -> 14-15 ms, embedding 10.3 -> 21-23 ms); in a whole run,
+where other work keeps part of the heap in use, they cost 5-10 % (two real Salton Sea days:
+minor page faults 0.8-1.5 million -> 0.3-0.4 million per 6 h of picks).
 :func:`retain_freed_memory` serves blocks up to 32 MiB (glibc's largest threshold) from the
 heap and keeps up to ``TRIM_BYTES`` of freed heap for reuse; the process's peak memory stays
 what its largest batch needs.

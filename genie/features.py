@@ -80,8 +80,8 @@ class PickTable:
         nearest pick key: one binary search and one gather of the (previous, next) key pair.
         For query times within a day of the picks it is the nearest pick of group ``g`` (picks of
         other groups lie farther than that); more than a day means ``g`` has none within a day."""
-        # index_select on the flat positions: several times faster on a CPU than advanced
-        # indexing with an N-d index (the same rows).
+        # index_select on the flat positions: faster on a CPU than advanced indexing with an
+        # N-d index (the same rows).
         slot = torch.searchsorted(self.padded_keys, query).view(-1).sub_(1)
         near = self.neighbour_keys.index_select(0, slot).view(*query.shape, 2)
         return torch.minimum(query - near[..., 0], near[..., 1] - query)
