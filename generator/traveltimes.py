@@ -231,6 +231,12 @@ class TravelTimes:
     def max_depth_km(self) -> float:
         return (self.times.shape[1] - 1) * self.spacing_km
 
+    def max_change_s(self, distance_km: float) -> np.ndarray:
+        """``[2]`` s: the most the P and S travel times can change when the source moves by
+        ``distance_km`` (the slowest velocity of the model bounds the travel time's gradient in
+        the source position)."""
+        return float(distance_km) / np.array([min(self.model.vp), min(self.model.vs)])
+
     @classmethod
     def build(cls, model: VelocityModel, max_distance_km: float, max_depth_km: float, spacing_km: float = 1.0,
               cache_dir: str | os.PathLike | None = None) -> "TravelTimes":

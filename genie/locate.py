@@ -78,17 +78,15 @@ def _chunks(n_picks: np.ndarray, n_candidates: int, elements: int = CHUNK_ELEMEN
 
 def coarse_gate(travel_times: TravelTimes, gate: Gate | None, spacing_km: float, depth_spacing_km: float) -> Gate | None:
     """``gate`` widened for a grid of ``spacing_km`` epicentres and ``depth_spacing_km`` depths:
-    plus the most a travel time can change between a point and its nearest grid node (half the
-    cell diagonal times the slowest velocity's slowness, a bound on the travel time's gradient
-    in the source position). An event's picks then fit their gates at the node nearest it too,
+    plus the most a travel time can change between a point and its nearest grid node
+    (:meth:`~generator.traveltimes.TravelTimes.max_change_s` over half the cell diagonal). An event's picks then fit their gates at the node nearest it too,
     so the coarse stage ranks nodes by the picks they could fit once refined, not by how close
     a node happens to lie to the event (with the plain gate, a node 2.5 km from a nearby event
     leaves its S picks past their gates and the coarse minimum lands in the distance-origin
     time trade-off valley, where the fine stage cannot climb out)."""
     if gate is None:
         return None
-    half_diagonal = float(np.sqrt(2 * (spacing_km / 2) ** 2 + (depth_spacing_km / 2) ** 2))
-    slack = half_diagonal / np.array([min(travel_times.model.vp), min(travel_times.model.vs)])
+    slack = travel_times.max_change_s(np.sqrt(2 * (spacing_km / 2) ** 2 + (depth_spacing_km / 2) ** 2))
 
     def widened(tt, phase):
         return gate(tt, phase) + slack[np.asarray(phase)]

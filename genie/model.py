@@ -382,8 +382,7 @@ class GenieModel(nn.Module):
             change = np.abs(tt.reshape(len(near), -1)[order] - at_nodes[node])
             worst[node[first]] = np.maximum(worst[node[first]], np.maximum.reduceat(change, first, axis=0))
         worst = worst.reshape(len(src), 2, len(sta)).transpose(0, 2, 1)  # [X, S, 2]
-        vm = self.velocity_model
-        worst += 0.5 * float(np.linalg.norm(cell)) / np.array([min(vm.vp), min(vm.vs)])
+        worst += self.travel_times.max_change_s(0.5 * float(np.linalg.norm(cell)))
         pairs = self.pairs.cpu().numpy()
         self._cell_tolerance = worst[pairs[:, 1], pairs[:, 0]]
         return self._cell_tolerance
