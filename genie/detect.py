@@ -244,7 +244,9 @@ def coincident_windows(model: GenieModel, picks: PickTable, first_s: float, n: i
 
     Counts come from cumulative pick counts per station on cells of about 0.1 s (intervals
     widened to whole cells), laid out so that each pair's counts for consecutive centres are
-    contiguous; no loop over picks, pairs or centres."""
+    contiguous; no loop over picks, pairs or centres. Only centres with enough picks of any
+    station between their earliest and latest interval (:func:`_pick_count_floor`) are counted,
+    in blocks that skip the stretches without one: sparse picks cost little."""
     keep = np.zeros(n, dtype=bool)
     if picks.n_picks == 0 or n == 0:
         return keep
@@ -260,9 +262,15 @@ def coincident_windows(model: GenieModel, picks: PickTable, first_s: float, n: i
     order = np.argsort(picks.time_s, kind="stable")
     p_time, p_station = picks.time_s[order], picks.station[order]
     lead = float((tt - tau).min()) - cell
+    # Whole-centre test first: fewer picks of all stations together than any node needs rules
+    # the centre out without counting per pair.
+    centre_s = first_s + np.arange(n) * step
+    in_reach = (np.searchsorted(p_time, centre_s + float((tt + tau).max()) + cell, "right")
+                - np.searchsorted(p_time, centre_s + lead, "left"))
+    candidate = in_reach >= _pick_count_floor(settings)
     block = int(max(64, min(2048, 2 ** 22 // n_pairs)))
-    for j0 in range(0, n, block):
-        j = min(block, n - j0)
+    for j0, j1 in _runs(candidate, block, RUN_GAP_CENTRES):
+        j = j1 - j0
         base = first_s + j0 * step + lead
         lo_cell = np.floor((first_s + j0 * step + tt - tau - base) / cell).astype(np.int64)  # [P, 2]
         hi_cell = np.floor((first_s + j0 * step + tt + tau - base) / cell).astype(np.int64) + 1
@@ -295,6 +303,31 @@ def coincident_windows(model: GenieModel, picks: PickTable, first_s: float, n: i
               & (n_p + n_s >= settings.min_picks))
         keep[j0:j0 + j] = ok.any(0).cpu().numpy()
     return keep
+
+
+# Candidate centres further apart than this are screened in separate blocks: a block costs its
+# whole span of centres, so one block over two events a day apart would cost the day.
+RUN_GAP_CENTRES = 64
+
+
+def _pick_count_floor(settings: DetectSettings) -> int:
+    """The fewest picks (of all stations together) a node's counts in :func:`coincident_windows`
+    can pass the rules with: ``min_stations`` and ``min_p_picks`` count distinct stations, each
+    with a pick, and one pick may count for both P and S of ``min_picks``."""
+    return max(settings.min_stations, settings.min_p_picks, -(-settings.min_picks // 2), 1)
+
+
+def _runs(mask: np.ndarray, longest: int, gap: int) -> list[tuple[int, int]]:
+    """``[(j0, j1)]``: ranges of at most ``longest`` indices covering every True of ``mask [n]``,
+    a new range where ``gap`` or more False lie between two Trues; none without a True."""
+    index = np.flatnonzero(mask)
+    if len(index) == 0:
+        return []
+    # A range also ends where the fixed grid of ``longest`` does, so none is longer.
+    new = np.r_[True, (np.diff(index) > gap) | (np.diff(index // longest) != 0)]
+    first = np.flatnonzero(new)
+    last = np.r_[first[1:], len(index)] - 1
+    return list(zip(index[first].tolist(), (index[last] + 1).tolist()))
 
 
 @torch.no_grad()

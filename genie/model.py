@@ -17,8 +17,9 @@ Data flow for a batch of ``B`` windows, each evaluated at ``K`` origin-time offs
 
 Coordinates are km in the network's local frame (x east, y north, depth down); times are s.
 ``save(dir)`` writes ``model.json`` (configuration, stations, velocity model) next to
-``model.pt`` (weights, graphs and travel-time table); ``load(dir)`` rebuilds the identical model
-without recomputing anything.
+``model.pt`` (weights, graphs, travel-time table and the cell tolerances of
+:meth:`GenieModel.cell_tolerance_s`); ``load(dir)`` rebuilds the identical model without
+recomputing anything.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ MODEL_FORMAT_VERSION = 2
 PAIR_CHANNELS = 4
 STATION_CHANNELS = 5
 PICK_CHANNELS = 6
+# Key of the cell tolerances in model.pt (not a buffer: checkpoints and older models lack it).
+CELL_TOLERANCE_KEY = "cell_tolerance_s"
 # Elements (point, station, phase) of one chunk of GenieModel.cell_tolerance_s: 1 MiB of float64 per
 # array, small enough for a CPU cache (chunks of 20,000 points took twice as long).
 CELL_CHUNK_ELEMENTS = 1 << 17
@@ -269,16 +272,24 @@ class GenieModel(nn.Module):
                 "travel_time_spacing_km": self.travel_times.spacing_km}
 
     def save(self, directory: str | os.PathLike) -> None:
-        """Write ``model.json`` and ``model.pt`` into ``directory`` (atomically each)."""
+        """Write ``model.json`` and ``model.pt`` into ``directory`` (atomically each). The cell
+        tolerances go into ``model.pt`` beside the weights: a setup cost of about a second that
+        every detection run would otherwise pay again."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
+        state[CELL_TOLERANCE_KEY] = torch.as_tensor(self.cell_tolerance_s())
         with atomic_path(directory / "model.pt") as tmp:
-            torch.save({k: v.detach().cpu() for k, v in self.state_dict().items()}, tmp)
+            torch.save(state, tmp)
         write_text_atomic(directory / "model.json", json.dumps(self.metadata(), indent=2) + "\n")
 
     @classmethod
     def from_state(cls, meta: dict, state: dict, source: str = "model") -> "GenieModel":
-        """The model described by ``meta`` (see :meth:`metadata`) with weights ``state``."""
+        """The model described by ``meta`` (see :meth:`metadata`) with weights ``state`` (and the
+        cell tolerances where :meth:`save` wrote them; a model saved before they were is still
+        read, and computes them when first needed)."""
+        state = dict(state)
+        tolerance = state.pop(CELL_TOLERANCE_KEY, None)
         if meta.get("version") != MODEL_FORMAT_VERSION or "stations" not in meta:
             raise InputError(f"{source}: written by an older genie (model format {meta.get('version')}, this is "
                              f"{MODEL_FORMAT_VERSION}); retrain it with genie train")
@@ -292,6 +303,11 @@ class GenieModel(nn.Module):
         net = cls(config, graphs, tt, pd.DataFrame(meta["stations"]), state["statics"].numpy(),
                   LocalProjection(*meta["projection"]))
         net.load_state_dict(state)
+        if tolerance is not None:
+            if tuple(tolerance.shape) != (graphs.pairs.shape[0], 2):
+                raise InputError(f"{source}: cell tolerances of shape {tuple(tolerance.shape)} for "
+                                 f"{graphs.pairs.shape[0]} product pairs")
+            net._cell_tolerance = tolerance.numpy().astype("float64")
         return net
 
     @classmethod

@@ -8,6 +8,7 @@ from calibration.metrics import compare_selections, inertia, moran_weights, mora
 from calibration.objective import Objective, magnitude_bins, stratified_sample
 from calibration.optimize import (
     DEPTH_MARGIN_KM,
+    MAGNITUDES_BELOW_MC,
     CalibrationSettings,
     calibrate,
     fit_background,
@@ -377,3 +378,23 @@ def test_fit_catalog_depth_range_spans_the_shallowest_events():
     assert fit["depth_max_km"] == pytest.approx(29.7 + DEPTH_MARGIN_KM, abs=0.3)
     deep = fit_catalog(events.assign(depth_km=rng.uniform(100, 200, n)))
     assert deep["depth_min_km"] == pytest.approx(101 - DEPTH_MARGIN_KM, abs=1.0)
+
+
+def test_fit_catalog_reaches_below_a_catalog_cut_at_completeness():
+    """A b = 1 catalog from M 1.0: cut there, the generator's magnitudes still start a unit below
+    its Mc, at the rate the law gives there; with an incomplete tail down to -0.2 (below Mc - 1),
+    they start at its smallest."""
+    rng = np.random.default_rng(1)
+    n = 3000
+    mags = np.round(1.0 + rng.exponential(1 / np.log(10), n), 1)
+    events = pd.DataFrame({"time": pd.Timestamp("2020-01-01", tz="UTC") + pd.to_timedelta(np.linspace(0, 86400, n), unit="s"),
+                           "magnitude": mags, "depth_km": rng.uniform(0, 30, n)})
+    cut = fit_catalog(events)
+    assert 1.0 <= cut["mc"] <= 1.2 and cut["b_value"] == pytest.approx(1.0, abs=0.1)
+    assert cut["magnitude_min"] == pytest.approx(cut["mc"] - MAGNITUDES_BELOW_MC)
+    # The law the catalog was drawn from, extended down: n 10**(1.0 - magnitude_min) a day.
+    assert cut["event_rate_per_day"] == pytest.approx(n * 10 ** (1.0 - cut["magnitude_min"]), rel=0.2)
+    tail = pd.DataFrame({"time": events["time"].iloc[:200].to_numpy(), "magnitude": np.linspace(-0.2, 0.9, 200),
+                         "depth_km": 10.0})
+    with_tail = fit_catalog(pd.concat([events, tail], ignore_index=True))
+    assert with_tail["magnitude_min"] == -0.2

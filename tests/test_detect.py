@@ -128,6 +128,52 @@ def test_coincidence_screen_keeps_the_planted_event_and_matches_brute_force(tiny
     assert (exact == keep[sample]).mean() > 0.9
 
 
+def test_screen_counts_only_centres_with_enough_picks_nearby(tiny_model, monkeypatch):
+    """Two events 300 s apart in a long quiet stretch: the per-pair counts run only on the
+    centres around them (a few blocks of the 4,000), and the screen keeps exactly the centres
+    it keeps when every centre is counted."""
+    import genie.detect as detect
+
+    m = tiny_model
+    first, second = _planted_picks(m, origin_s=40.0, node=5), _planted_picks(m, origin_s=340.0, node=20)
+    picks = PickTable(np.r_[first.station, second.station, 3], np.r_[first.time_s, second.time_s, 5000.0],
+                      np.r_[np.repeat([0, 1], m.n_stations), np.repeat([0, 1], m.n_stations), 0], m.n_stations)
+    settings = DetectSettings(min_picks=6, min_stations=4, min_p_picks=3, min_p_and_s_stations=2,
+                              max_residual_s=0.5, residual_fraction=0.03)
+    n = int(6000 / m.config.offset_step_s)
+    counted = []
+    runs = detect._runs
+    monkeypatch.setattr(detect, "_runs", lambda *a: counted.extend(runs(*a)) or runs(*a))
+    keep = detect.coincident_windows(m, picks, 0.0, n, settings)
+    spans = sum(j1 - j0 for j0, j1 in counted)
+    assert len(counted) == 2 and spans < 200
+    centres = np.arange(n) * m.config.offset_step_s
+    assert keep[np.abs(centres - 40.0) <= 3].all() and keep[np.abs(centres - 340.0) <= 3].all()
+    monkeypatch.setattr(detect, "_pick_count_floor", lambda settings: 0)
+    counted.clear()
+    assert np.array_equal(detect.coincident_windows(m, picks, 0.0, n, settings), keep)
+    assert sum(j1 - j0 for j0, j1 in counted) == n
+
+
+def test_runs_split_at_gaps_and_at_the_block_grid():
+    from genie.detect import _runs
+
+    mask = np.zeros(40, dtype=bool)
+    mask[[2, 3, 5, 14, 15, 30, 39]] = True
+    assert _runs(mask, 16, 4) == [(2, 6), (14, 16), (30, 31), (39, 40)]
+    assert _runs(mask, 16, 20) == [(2, 16), (30, 31), (39, 40)]  # 15 | 30 on the grid of 16
+    assert _runs(mask, 100, 10) == [(2, 16), (30, 40)]
+    assert _runs(np.zeros(5, dtype=bool), 16, 4) == []
+
+
+def test_pick_count_floor_counts_stations_and_both_phases_of_a_pick():
+    from genie.detect import _pick_count_floor
+
+    assert _pick_count_floor(DetectSettings(min_picks=6, min_stations=4, min_p_picks=3)) == 4
+    assert _pick_count_floor(DetectSettings(min_picks=9, min_stations=3, min_p_picks=0)) == 5
+    assert _pick_count_floor(DetectSettings(min_picks=0, min_stations=0, min_p_picks=0)) == 1
+
+
 def test_residual_gate_follows_the_generator_timing_errors():
     """Unset gate terms come from the generator (3 x timing_fraction, S x s_timing_factor); the
     gate then keeps about 98.6 % of the generator's Laplace arrival errors at every travel time,

@@ -131,6 +131,23 @@ def test_save_load_reproduces_outputs_exactly(tiny_model, tmp_path):
     assert torch.equal(loaded.source_xyz, m.source_xyz) and torch.equal(loaded.pair_tt, m.pair_tt)
 
 
+def test_cell_tolerances_travel_with_the_saved_model(tiny_model, tmp_path):
+    """save writes the cell tolerances into model.pt; load restores them without recomputing;
+    a model.pt without them (written before they were saved) still loads and computes the same."""
+    m = tiny_model
+    expected = m.cell_tolerance_s().copy()
+    m.save(tmp_path / "model")
+    loaded = GenieModel.load(tmp_path / "model")
+    assert loaded._cell_tolerance is not None and np.array_equal(loaded._cell_tolerance, expected)
+    state = torch.load(tmp_path / "model" / "model.pt", weights_only=True)
+    torch.save({k: v for k, v in state.items() if k != "cell_tolerance_s"}, tmp_path / "model" / "model.pt")
+    older = GenieModel.load(tmp_path / "model")
+    assert older._cell_tolerance is None and np.array_equal(older.cell_tolerance_s(), expected)
+    torch.save({**state, "cell_tolerance_s": torch.zeros(3, 2)}, tmp_path / "model" / "model.pt")
+    with pytest.raises(InputError, match="model.json: cell tolerances of shape"):
+        GenieModel.load(tmp_path / "model")
+
+
 def test_load_errors_name_the_file(tmp_path):
     with pytest.raises(InputError, match="model.json"):
         GenieModel.load(tmp_path)
