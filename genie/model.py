@@ -305,8 +305,8 @@ class GenieModel(nn.Module):
         net.load_state_dict(state)
         if tolerance is not None:
             if tuple(tolerance.shape) != (graphs.pairs.shape[0], 2):
-                raise InputError(f"{source}: cell tolerances of shape {tuple(tolerance.shape)} for "
-                                 f"{graphs.pairs.shape[0]} product pairs")
+                raise InputError(f"{source}: its weights file holds cell tolerances of shape "
+                                 f"{tuple(tolerance.shape)} for {graphs.pairs.shape[0]} product pairs")
             net._cell_tolerance = tolerance.numpy().astype("float64")
         return net
 

@@ -144,7 +144,7 @@ def test_cell_tolerances_travel_with_the_saved_model(tiny_model, tmp_path):
     older = GenieModel.load(tmp_path / "model")
     assert older._cell_tolerance is None and np.array_equal(older.cell_tolerance_s(), expected)
     torch.save({**state, "cell_tolerance_s": torch.zeros(3, 2)}, tmp_path / "model" / "model.pt")
-    with pytest.raises(InputError, match="model.json: cell tolerances of shape"):
+    with pytest.raises(InputError, match="model.json: its weights file holds cell tolerances of shape"):
         GenieModel.load(tmp_path / "model")
 
 
