@@ -79,9 +79,10 @@ def _chunks(n_picks: np.ndarray, n_candidates: int, elements: int = CHUNK_ELEMEN
 def coarse_gate(travel_times: TravelTimes, gate: Gate | None, spacing_km: float, depth_spacing_km: float) -> Gate | None:
     """``gate`` widened for a grid of ``spacing_km`` epicentres and ``depth_spacing_km`` depths:
     plus the most a travel time can change between a point and its nearest grid node
-    (:meth:`~generator.traveltimes.TravelTimes.max_change_s` over half the cell diagonal). An event's picks then fit their gates at the node nearest it too,
-    so the coarse stage ranks nodes by the picks they could fit once refined, not by how close
-    a node happens to lie to the event (with the plain gate, a node 2.5 km from a nearby event
+    (:meth:`~generator.traveltimes.TravelTimes.max_change_s` over half the cell diagonal). An
+    event's picks then fit their gates at the node nearest it too, so the coarse stage ranks
+    nodes by the picks they could fit once refined, not by how close a node happens to lie to
+    the event (with the plain gate, a node 2.5 km from a nearby event
     leaves its S picks past their gates and the coarse minimum lands in the distance-origin
     time trade-off valley, where the fine stage cannot climb out)."""
     if gate is None:

@@ -387,8 +387,8 @@ def test_fit_catalog_reaches_below_a_catalog_cut_at_completeness():
     rng = np.random.default_rng(1)
     n = 3000
     mags = np.round(1.0 + rng.exponential(1 / np.log(10), n), 1)
-    events = pd.DataFrame({"time": pd.Timestamp("2020-01-01", tz="UTC") + pd.to_timedelta(np.linspace(0, 86400, n), unit="s"),
-                           "magnitude": mags, "depth_km": rng.uniform(0, 30, n)})
+    times = pd.Timestamp("2020-01-01", tz="UTC") + pd.to_timedelta(np.linspace(0, 86400, n), unit="s")
+    events = pd.DataFrame({"time": times, "magnitude": mags, "depth_km": rng.uniform(0, 30, n)})
     cut = fit_catalog(events)
     assert 1.0 <= cut["mc"] <= 1.2 and cut["b_value"] == pytest.approx(1.0, abs=0.1)
     assert cut["magnitude_min"] == pytest.approx(cut["mc"] - MAGNITUDES_BELOW_MC)
