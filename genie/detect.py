@@ -13,13 +13,15 @@
 3. Each peak is refined by continuous queries on a small space-time lattice around it (half the
    label widths; depth anywhere in the travel-time table), keeping the most likely point.
 4. Picks are scored for each source by the association head (candidates nearest the predicted P
-   and S arrivals, station statics included). For ``relocation_rounds`` rounds, each source
-   takes per station and phase its most likely candidate (probability >= ``assoc_threshold``;
-   a pick claimed twice goes to the most probable), is relocated by grid search
-   (:func:`genie.locate.locate`, each residual capped at the step-5 residual gate, so that one
-   wrong candidate does not drag a small event away from its other picks), converged duplicates
-   keep the one with most picks, and picks are scored again at the relocated sources
-   (embeddings from the windows nearest the new time).
+   and S arrivals, station statics included). In rounds, each source takes per station and
+   phase its most likely candidate (probability >= ``assoc_threshold``; a pick claimed twice
+   goes to the most probable), is relocated by grid search (:func:`genie.locate.locate`, each
+   residual capped at the step-5 residual gate, so that one wrong candidate does not drag a
+   small event away from its other picks), converged duplicates keep the one with most picks,
+   and picks are scored again at the relocated sources (embeddings from the windows nearest the
+   new time), until every source has settled (it holds the picks it was located with and moved
+   less than the search's fine spacing) or after ``relocation_rounds`` rounds
+   (:func:`_relocation_rounds`).
 5. Final round: the ``candidates_per_phase`` most likely candidates per source, station and
    phase within the residual gate ``max(max_residual_s, residual_fraction * travel time)`` (times
    ``s_residual_factor`` for S; from the generator's timing errors, :meth:`DetectSettings.for_generator`) go
@@ -75,8 +77,9 @@ class DetectSettings:
     passes: int = field(default=2, metadata={
         "unit": "1", "doc": "detection passes: each after the first runs on the picks no earlier pass assigned, "
                             "where events hidden by a stronger neighbour's picks stand alone"})
-    relocation_rounds: int = field(default=1, metadata={
-        "unit": "1", "doc": "extra rounds of association at the relocated sources (merging converged duplicates)"})
+    relocation_rounds: int = field(default=10, metadata={
+        "unit": "1", "doc": "most rounds of association at the relocated sources (merging converged duplicates); "
+                            "fewer once every source has settled"})
     max_residual_s: float | None = field(default=None, metadata={
         "unit": "s", "doc": "residual gate floor: picks farther from the predicted arrival are released (default: kernel_s)"})
     residual_fraction: float | None = field(default=0.0, metadata={
@@ -500,6 +503,98 @@ def _arrivals(entries: pd.DataFrame, picks: PickTable, statics: np.ndarray, n_so
     return arrivals
 
 
+def _pick_set_signature(source: np.ndarray, pick_index: np.ndarray, n_sources: int) -> np.ndarray:
+    """``[n_sources]`` uint64: a hash of each source's set of pick indices (0 for none), equal
+    for equal sets whatever their order (sum of splitmix64 hashes, wrapping)."""
+    with np.errstate(over="ignore"):
+        h = np.asarray(pick_index, dtype=np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+        h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        h ^= h >> np.uint64(31)
+        signature = np.zeros(n_sources, dtype=np.uint64)
+        np.add.at(signature, np.asarray(source, dtype=np.int64), h)
+    return signature
+
+
+@torch.no_grad()
+def _relocation_rounds(model: GenieModel, picks: PickTable, store: WindowStore, xyz: np.ndarray, origin: np.ndarray,
+                       likelihood: np.ndarray, embedding: torch.Tensor, settings: DetectSettings,
+                       activity: Activity | None, gate) -> tuple[np.ndarray, np.ndarray, np.ndarray, torch.Tensor]:
+    """Step 4 of the module doc: sources ``xyz [D, 3]`` (km), ``origin [D]`` (s) with their
+    ``likelihood [D]`` and query ``embedding [D, C]`` after at most ``relocation_rounds`` rounds
+    of association and relocation, fewer once they converge (returned in the same form, merged
+    duplicates dropped).
+
+    A source is relocated until it settles: it holds the picks it was last located with, and
+    that relocation moved it less than the fine grid spacing (a source without picks is not
+    moved and settles at once); a round that relocates none ends the loop. A peak of the coarse grid can sit a label width from a
+    small event, where it takes only some of the event's picks, or a neighbour's: each
+    relocation moves it toward the picks it holds and each association then finds the rest,
+    so the picks settle over several rounds. Sources that did not move keep their entries and
+    embeddings, so late rounds cost only the sources still moving."""
+    c = model.config
+    stations = model.station_xyz.cpu().numpy().astype("float64")
+    statics = model.statics.cpu().numpy()
+    depth_range = (0.0, float(model.travel_times.max_depth_km) - 1.0)
+    merge_km, merge_s = _merge_distances(model, settings)
+    n = len(origin)
+    fresh = np.ones(n, dtype=bool)  # sources whose entries must be (re)computed
+    located_with = np.zeros(n, dtype=np.uint64)  # signature of the picks each source was last located with
+    settled = np.zeros(n, dtype=bool)  # located, and the last relocation moved it less than the fine spacing
+    fine_km = max(1.0, c.label_sigma_km / 10)
+    cached = None
+    for _ in range(settings.relocation_rounds):
+        rows = np.flatnonzero(fresh)
+        entries = cached
+        if len(rows):
+            new = _entries(model, picks, xyz[rows], origin[rows], embedding[rows], settings.assoc_threshold, 1,
+                           activity)
+            new = new.assign(source=rows[new["source"].to_numpy()])
+            entries = new if cached is None else pd.concat([cached[~fresh[cached["source"].to_numpy()]], new],
+                                                            ignore_index=True)
+        cached = entries
+        table = _greedy(entries)
+        source = table["source"].to_numpy()
+        signature = _pick_set_signature(source, table["pick_index"].to_numpy(), n)
+        stale = ~settled | (signature != located_with)
+        if not stale.any():
+            break
+        rows = np.flatnonzero(stale)
+        local = np.full(n, -1)
+        local[rows] = np.arange(len(rows))
+        mine = table[stale[source]]
+        arrivals = _arrivals(mine.assign(source=local[mine["source"].to_numpy()]), picks, statics, len(rows),
+                             model.n_stations)
+        # The search spans two label widths around the source; its grid coarsens with the width
+        # (wider labels come with coarser source graphs), so it grows from 1,352 points for 8 km
+        # labels to 2,312 for 24 km instead of 12,168; the final round's least squares refines it.
+        new_xyz, new_origin, _ = locate(model.travel_times, stations, arrivals, xyz[rows], depth_range,
+                                        radius_km=2 * c.label_sigma_km, coarse_km=max(2.5, c.label_sigma_km / 4),
+                                        fine_km=fine_km, gate=gate)
+        located = np.isfinite(new_origin)
+        moved = np.zeros(n, dtype=bool)
+        moved[rows[located]] = True
+        settled[rows] = ~located | (np.linalg.norm(new_xyz - xyz[rows], axis=1) < fine_km)
+        xyz[rows[located]], origin[rows[located]] = new_xyz[located], new_origin[located]
+        located_with[rows] = signature[rows]
+        # Halves of a split event converge on relocation: keep the one with more picks.
+        n_picks = np.bincount(source, minlength=n)
+        order = np.lexsort((-likelihood, -n_picks))
+        chosen = np.sort(order[suppress(origin[order], xyz[order], merge_s, merge_km)])
+        renumber = np.full(n, -1)
+        renumber[chosen] = np.arange(len(chosen))
+        xyz, origin, likelihood, embedding = xyz[chosen], origin[chosen], likelihood[chosen], embedding[chosen]
+        located_with, settled, fresh = located_with[chosen], settled[chosen], moved[chosen]
+        cached = cached.assign(source=renumber[cached["source"].to_numpy()])
+        cached = cached[cached["source"].to_numpy() >= 0]
+        n = len(chosen)
+        if fresh.any():
+            embedding = embedding.clone()
+            embedding[torch.as_tensor(np.flatnonzero(fresh), device=embedding.device)] = _embeddings(
+                model, store, origin[fresh], xyz[fresh][:, None, :])[:, 0]
+    return xyz, origin, likelihood, embedding
+
+
 @torch.no_grad()
 def locate_and_associate(model: GenieModel, picks: PickTable, store: WindowStore, centres_s: np.ndarray,
                          nodes: np.ndarray, settings: DetectSettings, activity: Activity | None = None,
@@ -538,23 +633,8 @@ def locate_and_associate(model: GenieModel, picks: PickTable, store: WindowStore
     def gate(tt_s, phase):
         return residual_gate(settings, c.kernel_s, tt_s, phase)
 
-    for _ in range(settings.relocation_rounds):
-        table = _greedy(_entries(model, picks, xyz, origin, embedding, settings.assoc_threshold, 1, activity))
-        arrivals = _arrivals(table, picks, statics, len(origin), n_sta)
-        # The search spans two label widths around the peak; its grid coarsens with the width
-        # (wider labels come with coarser source graphs), so it grows from 1,352 points for 8 km
-        # labels to 2,312 for 24 km instead of 12,168; the final round's least squares refines it.
-        new_xyz, new_origin, _ = locate(model.travel_times, stations, arrivals, xyz, depth_range,
-                                        radius_km=2 * c.label_sigma_km, coarse_km=max(2.5, c.label_sigma_km / 4),
-                                        fine_km=max(1.0, c.label_sigma_km / 10), gate=gate)
-        located = np.isfinite(new_origin)
-        xyz[located], origin[located] = new_xyz[located], new_origin[located]
-        # Halves of a split event converge on relocation: keep the one with more picks.
-        n_picks = np.bincount(table["source"].to_numpy(), minlength=len(origin))
-        order = np.lexsort((-likelihood, -n_picks))
-        chosen = np.sort(order[suppress(origin[order], xyz[order], merge_s, merge_km)])
-        xyz, origin, likelihood = xyz[chosen], origin[chosen], likelihood[chosen]
-        embedding = _embeddings(model, store, origin, xyz[:, None, :])[:, 0]
+    xyz, origin, likelihood, embedding = _relocation_rounds(model, picks, store, xyz, origin, likelihood, embedding,
+                                                            settings, activity, gate)
     lap("relocation_rounds_s")
 
     # Final round: gated candidates, exact competitive assignment, least-squares relocation.

@@ -94,8 +94,7 @@ CONFIGS = {
                   "batch": {"windows": 16, "queries": 16, "min_picks": 6, "min_stations": 4},
                   "detect": {"min_picks": 6, "min_stations": 4, "min_p_picks": 3, "min_p_and_s_stations": 1,
                              "threshold": 0.05, "max_residual_s": 0.5, "residual_fraction": None,
-                             "s_residual_factor": None,
-                             "relocation_rounds": 2}},
+                             "s_residual_factor": None}},
     },
     # GENIE's reference sizes (McBrearty & Beroza 2023), for a GPU.
     "full": {
