@@ -69,6 +69,8 @@ def _chunks(n_picks: np.ndarray, n_candidates: int, elements: int = CHUNK_ELEMEN
     padding), of at most ``elements`` (source, candidate, pick) triples (at least one source)."""
     order = np.argsort(n_picks, kind="stable")
     order = order[n_picks[order] > 0]
+    if len(order) == 0:
+        return
     starts = np.flatnonzero(np.r_[True, np.diff(n_picks[order]) != 0])
     for lo, hi in zip(starts, np.r_[starts[1:], len(order)]):
         size = max(elements // (n_candidates * int(n_picks[order[lo]])), 1)

@@ -49,6 +49,16 @@ def test_too_few_picks_keep_the_start(layered_tt, network):
     assert loc.xyz.tolist() == [[1.0, 2.0, 5.0]] and loc.origin_s[0] == 3.0 and np.isnan(loc.horizontal_km[0])
 
 
+def test_grid_search_of_sources_without_any_pick_keeps_them(layered_tt, network):
+    """No source with a pick (a relocation round where every source left holds none): each keeps
+    its start, with no origin or misfit."""
+    from genie.locate import locate
+
+    start = np.array([[1.0, 2.0, 5.0], [-3.0, 4.0, 8.0]])
+    xyz, origin, misfit = locate(layered_tt, network, np.full((2, 16, 2), np.nan), start, (0.0, 19.0))
+    assert np.array_equal(xyz, start) and np.isnan(origin).all() and np.isnan(misfit).all()
+
+
 def test_azimuthal_gap_of_known_geometries():
     stations = np.array([[10.0, 0, 0], [0, 10.0, 0], [-10.0, 0, 0], [0, -10.0, 0]])
     centre = np.zeros((1, 3))
