@@ -527,11 +527,12 @@ def _relocation_rounds(model: GenieModel, picks: PickTable, store: WindowStore, 
 
     A source is relocated until it settles: it holds the picks it was last located with, and
     that relocation moved it less than the fine grid spacing (a source without picks is not
-    moved and settles at once); a round that relocates none ends the loop. A peak of the coarse grid can sit a label width from a
-    small event, where it takes only some of the event's picks, or a neighbour's: each
-    relocation moves it toward the picks it holds and each association then finds the rest,
-    so the picks settle over several rounds. Sources that did not move keep their entries and
-    embeddings, so late rounds cost only the sources still moving."""
+    moved and settles at once); a round that relocates none ends the loop. A peak of the coarse
+    grid can sit a label width from a small event, where it takes only some of the event's
+    picks, or a neighbour's: each relocation moves it toward the picks it holds and each
+    association then finds the rest, so the picks settle over several rounds. Sources that did
+    not move keep their entries and embeddings, so late rounds cost only the sources still
+    moving. ``gate(tt_s, phase)`` is the residual gate (s) each location residual is capped at."""
     c = model.config
     stations = model.station_xyz.cpu().numpy().astype("float64")
     statics = model.statics.cpu().numpy()
