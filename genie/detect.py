@@ -503,12 +503,6 @@ def _arrivals(entries: pd.DataFrame, picks: PickTable, statics: np.ndarray, n_so
     return arrivals
 
 
-def _depth_range(model: GenieModel) -> tuple[float, float]:
-    """Depths (km) the location searches span: the surface to 1 km above the travel-time table's
-    deepest node (so every trial point interpolates inside the table)."""
-    return 0.0, float(model.travel_times.max_depth_km) - 1.0
-
-
 def _pick_set_signature(source: np.ndarray, pick_index: np.ndarray, n_sources: int) -> np.ndarray:
     """``[n_sources]`` uint64: a hash of each source's set of pick indices (0 for none), equal
     for equal sets whatever their order (sum of splitmix64 hashes, wrapping)."""
@@ -542,7 +536,7 @@ def _relocation_rounds(model: GenieModel, picks: PickTable, store: WindowStore, 
     c = model.config
     stations = model.station_xyz.cpu().numpy().astype("float64")
     statics = model.statics.cpu().numpy()
-    depth_range = _depth_range(model)
+    depth_range = model.location_depths_km
     merge_km, merge_s = _merge_distances(model, settings)
     n = len(origin)
     fresh = np.ones(n, dtype=bool)  # sources whose entries must be (re)computed
@@ -616,7 +610,7 @@ def locate_and_associate(model: GenieModel, picks: PickTable, store: WindowStore
         pd.DataFrame({col: pd.Series(dtype="float64") for col in ASSIGNMENT_COLUMNS})
     if len(nodes) == 0:
         return empty
-    depth_range = _depth_range(model)
+    depth_range = model.location_depths_km
     dxyz, dts = _lattice(model)
     lo, hi = (model.source_xyz.min(0).values.cpu().numpy(), model.source_xyz.max(0).values.cpu().numpy())
     positions = model.source_xyz.cpu().numpy()[nodes][:, None, :] + dxyz[None]  # [D, L, 3]

@@ -357,6 +357,13 @@ class GenieModel(nn.Module):
             self._adjacency = {key: adjacency}
         return self._adjacency[key]
 
+    @property
+    def location_depths_km(self) -> tuple[float, float]:
+        """Depths (km) events are located in: the surface to 1 km above the travel-time table's
+        deepest node (so every trial point interpolates inside the table). The detection's
+        location searches and the cell tolerances of the coincidence screen share this range."""
+        return 0.0, float(self.travel_times.max_depth_km) - 1.0
+
     def cell_tolerance_s(self, max_points: int = 200_000) -> np.ndarray:
         """``[P, 2]`` s: per product pair, the largest change of the predicted P and S arrival
         at its station between its source node and any point of the location domain (the
@@ -371,8 +378,8 @@ class GenieModel(nn.Module):
 
         src = self.source_xyz.cpu().numpy().astype("float64")
         sta = self.station_xyz.cpu().numpy().astype("float64")
-        lo = np.array([src[:, 0].min(), src[:, 1].min(), 0.0])
-        hi = np.array([src[:, 0].max(), src[:, 1].max(), float(self.travel_times.max_depth_km) - 1.0])
+        lo = np.array([src[:, 0].min(), src[:, 1].min(), self.location_depths_km[0]])
+        hi = np.array([src[:, 0].max(), src[:, 1].max(), self.location_depths_km[1]])
         spacing = max(float(np.prod(hi - lo) / max_points) ** (1 / 3), 0.5)
         axes = [np.linspace(a, b, max(int(np.ceil((b - a) / spacing)), 1) + 1) for a, b in zip(lo, hi)]
         cell = np.array([(b - a) / max(len(ax) - 1, 1) for a, b, ax in zip(lo, hi, axes)])
