@@ -4,6 +4,9 @@ Each batch is one synthetic stretch of picks (``chunk_s`` long, event rate drawn
 between ``rate_factor`` times the generator's rate, false picks included, plus incoherent
 arrivals: picks of extra events shifted per station, which must not make an event) and ``B``
 windows on it.
+With ``burst_fraction`` > 0, that fraction of the stretches also holds clustered sequences (on
+average one mainshock per stretch with tens to hundreds of Omori-Utsu aftershocks within a few km),
+whose picks crowd the same stations within seconds, as in a swarm or an aftershock sequence.
 Every window gets its own random station subset (``station_fraction`` of the network), and about
 ``event_fraction`` of the windows are centred near an event. An event is *labelled* in a window
 when it lies in the model's region of interest and has at least ``min_picks`` picks on at least
@@ -60,6 +63,14 @@ class BatchSettings:
     min_stations: int = field(default=3, metadata={"unit": "1", "doc": "... on at least this many active stations"})
     query_jitter_km: float = field(default=2.0, metadata={"unit": "km", "doc": "error of the association source's position"})
     query_jitter_s: float = field(default=0.3, metadata={"unit": "s", "doc": "error of the association source's time"})
+    burst_fraction: float = field(default=0.0, metadata={
+        "unit": "1", "doc": "fraction of batches whose stretch also holds clustered sequences (a mainshock and its "
+                            "Omori-Utsu aftershocks, on average one per stretch): events that share the same "
+                            "stations within seconds, as in a swarm or an aftershock sequence"})
+    burst_size: tuple = field(default=(10.0, 300.0), metadata={
+        "unit": "1", "doc": "mean aftershocks per sequence, drawn log-uniformly between these"})
+    burst_radius_km: tuple = field(default=(1.0, 5.0), metadata={
+        "unit": "km", "doc": "std of the aftershock hypocentres around the mainshock, uniform between these"})
 
 
 @dataclass
@@ -149,8 +160,14 @@ def draw_batch(model: GenieModel, network: Network, travel_times: TravelTimes, p
     lo, hi = np.log(s.rate_factor[0]), np.log(s.rate_factor[1])
     rate = max(params.event_rate_per_day * float(np.exp(rng.uniform(lo, hi))), s.min_rate_per_day)
     incoherent = float(rng.uniform(*s.incoherent_fraction))
-    truth = synthetic_truth(network, travel_times, params.replace(event_rate_per_day=rate, incoherent_fraction=incoherent),
-                            s.chunk_s, rng)
+    stretch = params.replace(event_rate_per_day=rate, incoherent_fraction=incoherent)
+    # Short-circuit: with no bursts asked for, no draw is made, so such batches are the same
+    # whatever the burst settings.
+    if s.burst_fraction > 0 and rng.random() < s.burst_fraction:
+        stretch = stretch.replace(burst_rate_per_day=86400.0 / s.chunk_s, burst_duration_hours=s.chunk_s / 3600.0,
+                                  burst_size=float(np.exp(rng.uniform(*np.log(s.burst_size)))),
+                                  burst_radius_km=float(rng.uniform(*s.burst_radius_km)))
+    truth = synthetic_truth(network, travel_times, stretch, s.chunk_s, rng)
     b, n_sta = s.windows, model.n_stations
 
     n_active = np.maximum(np.round(rng.uniform(*s.station_fraction, b) * n_sta), min(s.min_stations, n_sta))

@@ -56,12 +56,16 @@ from generator.network import Network  # noqa: E402
 from generator.traveltimes import TravelTimes  # noqa: E402
 from generator.velocity import VelocityModel  # noqa: E402
 from genie.allocator import retain_freed_memory  # noqa: E402
+from genie.train import CONFIGS  # noqa: E402
 from scripts.bench_scenarios import COUNTED_MIN_PICKS, scenarios, stations_for, write  # noqa: E402
 from scripts.markdown import markdown_table  # noqa: E402
 from scripts.peers import GAMMA_SETTINGS, ONE_PASS_SETTINGS, PYOCTO_SETTINGS  # noqa: E402
 
 QUICK = ("grid 500/day, false x1", "grid 2000/day, false x2")
 ONE_PASS = "genie, 1 pass"  # our associator with peers.ONE_PASS_SETTINGS
+ALL_ASSOCIATORS = ("genie", ONE_PASS, "pyocto", "gamma")
+# --associators names (no commas or spaces) of the runs above.
+ASSOCIATOR_OPTIONS = {"genie": "genie", "genie-1pass": ONE_PASS, "pyocto": "pyocto", "gamma": "gamma"}
 CALIBRATION = {"grid": "grid 500/day, false x1", "salton": "Salton Sea geometry, 531/day"}
 
 
@@ -137,18 +141,20 @@ def run_cli(argv: list[str]) -> None:
 
 
 def train_network(out: Path, scenario_dir: Path, steps: int | None, device: str,
-                  validation_hours: float | None = None) -> dict:
-    """Calibrate against the scenario's reference catalog and train ``small`` (model in ``out``;
-    ``validation_hours`` of synthetic validation instead of the configuration's)."""
+                  validation_hours: float | None = None, config: str = "small") -> dict:
+    """Calibrate against the scenario's reference catalog and train ``config`` (a named
+    configuration or a ``genie train --config`` file; model in ``out``; ``validation_hours`` of
+    synthetic validation instead of the configuration's)."""
     common = ["--quiet", "--velocity-model", str(scenario_dir / "velocity.csv"), "--cache", str(out.parent / "cache")]
     t0 = time.perf_counter()
     run_cli(["calibrate", "--stations", str(scenario_dir / "stations.csv"), "--picks", str(scenario_dir / "picks.csv"),
              "--catalog", str(scenario_dir / "catalog.csv"), "--out", str(out / "calibration"), *common])
     t1 = time.perf_counter()
-    config = "small"
     if validation_hours is not None:
+        base = json.loads(Path(config).read_text()) if Path(config).is_file() else {"base": config}
+        base.setdefault("train", {})["validation_hours"] = validation_hours
         config = str(out / "train_config_override.json")
-        write_text_atomic(Path(config), json.dumps({"base": "small", "train": {"validation_hours": validation_hours}}))
+        write_text_atomic(Path(config), json.dumps(base))
     run_cli(["train", "--stations", str(scenario_dir / "stations.csv"), "--config", config, "--device", device,
              "--generator-params", str(out / "calibration" / "generator_params.json"), "--out", str(out / "model"),
              *common, *(["--steps", str(steps)] if steps else [])])
@@ -196,7 +202,23 @@ def main(argv=None) -> int:
     parser.add_argument("--salton-model", help="model for the real Salton Sea days (make demo: demo_out/model)")
     parser.add_argument("--doc", help="write the tables as markdown here (e.g. docs/benchmarks.md)")
     parser.add_argument("--resume", action="store_true", help="keep scenario files, models and runs already done")
+    parser.add_argument("--config", default="small",
+                        help="our training configuration: a name or a genie train --config file (default small)")
+    parser.add_argument("--associators", default=",".join(ASSOCIATOR_OPTIONS),
+                        help=f"comma-separated subset of {','.join(ASSOCIATOR_OPTIONS)} (default all)")
+    parser.add_argument("--networks", default="grid,salton",
+                        help="comma-separated scenario networks to run: grid, salton (default both)")
     args = parser.parse_args(argv)
+    given = {name.strip() for name in args.associators.split(",")}
+    networks = {name.strip() for name in args.networks.split(",")}
+    # Checked before the working directory is touched (without --resume it is emptied).
+    unknown = sorted((given - set(ASSOCIATOR_OPTIONS)) | (networks - set(CALIBRATION)))
+    if unknown:
+        parser.error(f"unknown associator(s) or network(s) {unknown}: associators {list(ASSOCIATOR_OPTIONS)}, "
+                     f"networks {sorted(CALIBRATION)}")
+    wanted = {ASSOCIATOR_OPTIONS[name] for name in given}
+    if args.config not in CONFIGS and not Path(args.config).is_file():
+        parser.error(f"--config {args.config}: neither a named configuration {sorted(CONFIGS)} nor a file")
     retain_freed_memory()  # as the genie command does before reading data (genie.allocator)
 
     import torch
@@ -219,7 +241,7 @@ def main(argv=None) -> int:
         write_text_atomic(record_path, json.dumps(record, indent=2, default=float) + "\n")
 
     velocity = VelocityModel.hadley_kanamori()
-    chosen = [s for s in scenarios(hours) if not args.quick or s.name in QUICK]
+    chosen = [s for s in scenarios(hours) if (not args.quick or s.name in QUICK) and s.network in networks]
     data = Path(args.data) if Path(args.data).is_dir() else None
     if data is None:
         skipped = [s.name for s in chosen if s.network == "salton"]
@@ -241,16 +263,18 @@ def main(argv=None) -> int:
             if cal.name not in record["scenarios"]:
                 record["scenarios"][cal.name] = write(cal, velocity, stations_for(cal, data),
                                                       out / "scenarios" / slug(cal.name), cache_dir=out / "cache")
-            print(f"{network}: calibrating on '{cal.name}' and training small", flush=True)
+            print(f"{network}: calibrating on '{cal.name}' and training {args.config}", flush=True)
             record["models"][network] = {"scenario": cal.name, **train_network(
                 out / "models" / network, out / "scenarios" / slug(cal.name), steps, args.device,
-                3.0 if args.quick else None)}
+                3.0 if args.quick else None, args.config)}
             save()
 
-    peers = {"genie": True, ONE_PASS: True, "pyocto": True, "gamma": not args.skip_gamma}
+    peers = {name: name in wanted for name in ALL_ASSOCIATORS}
+    peers["gamma"] &= not args.skip_gamma
     for name, module in (("pyocto", "pyocto"), ("gamma", "gamma")):
         try:
-            __import__(module)
+            if peers[name]:
+                __import__(module)
         except ImportError:
             peers[name] = False
             print(f"{name} not installed (pip install .[bench]); skipped")
@@ -363,7 +387,7 @@ def report(record: dict, args, hours: float, steps) -> list[str]:
         "",
         markdown_table(sc),
         "",
-        f"Our models (calibrated against the reference catalog of the named scenario, `small`, "
+        f"Our models (calibrated against the reference catalog of the named scenario, `{args.config}`, "
         f"{steps or 4000} steps):",
         "",
         markdown_table(models),

@@ -69,3 +69,18 @@ def test_completeness_and_files(velocity, tmp_path):
     assert len(truth) == len(picks) == summary["picks"] and (truth["event_id"] >= 0).sum() == summary["true_picks"]
     catalog = pd.read_csv(tmp_path / "f" / "catalog.csv")
     assert (catalog["magnitude"] >= summary["completeness_magnitude"]).all()
+
+
+@pytest.mark.parametrize("argv", [["--associators", "genie,pyocta"], ["--networks", "grid,mars"],
+                                  ["--config", "no_such_recipe.json"]])
+def test_benchmark_rejects_bad_options_before_touching_its_output(tmp_path, argv, capsys):
+    from scripts import benchmark
+
+    out = tmp_path / "bench"
+    out.mkdir()
+    (out / "runs.json").write_text("{}")  # an earlier run's record, which a plain run would clear
+    with pytest.raises(SystemExit) as stop:
+        benchmark.main(["--out", str(out), *argv])
+    assert stop.value.code == 2
+    assert argv[1].split(",")[-1] in capsys.readouterr().err
+    assert (out / "runs.json").read_text() == "{}"

@@ -45,6 +45,46 @@ def test_batch_labels_follow_the_truth(homogeneous_tt):
     assert all(torch.isfinite(v) for v in losses.values())
 
 
+def test_burst_batches_hold_clustered_sequences(homogeneous_tt, monkeypatch):
+    import dataclasses
+
+    from genie import batches
+
+    network = grid_network(4, 10.0)
+    model = GenieModel.build(ModelConfig(**TINY), network, homogeneous_tt)
+    drawn, real = [], batches.synthetic_truth
+
+    def spy(*args):
+        drawn.append((args[2], real(*args)))  # (generator parameters, truth) of each stretch
+        return drawn[-1][1]
+
+    monkeypatch.setattr(batches, "synthetic_truth", spy)
+
+    def crowding(truth):
+        """Median number of other events within 3 km and 60 s of an event."""
+        near = (np.linalg.norm(truth.events_xyz[:, None] - truth.events_xyz[None], axis=-1) < 3.0) \
+            & (np.abs(truth.events_s[:, None] - truth.events_s[None]) < 60.0)
+        return float(np.median(near.sum(1) - 1))
+
+    plain = draw_batch(model, network, homogeneous_tt, PARAMS, SETTINGS, np.random.default_rng(3))
+    # Burst sizes and radii without a burst fraction draw nothing: the batch is the plain one.
+    unused = draw_batch(model, network, homogeneous_tt, PARAMS,
+                        dataclasses.replace(SETTINGS, burst_size=(50.0, 50.0)), np.random.default_rng(3))
+    assert torch.equal(plain.grid_labels, unused.grid_labels) and torch.equal(plain.centre_s, unused.centre_s)
+    assert crowding(drawn[0][1]) == 0  # 2,000 a day over the box: events rarely share a few km and a minute
+    bursty = dataclasses.replace(SETTINGS, burst_fraction=1.0, burst_size=(100.0, 100.0), burst_radius_km=(1.0, 1.0))
+    for seed in range(10):
+        draw_batch(model, network, homogeneous_tt, PARAMS, bursty, np.random.default_rng(seed))
+        params, truth = drawn[-1]
+        assert params.burst_rate_per_day == pytest.approx(86400.0 / SETTINGS.chunk_s)
+        assert (params.burst_size, params.burst_radius_km) == (pytest.approx(100.0), 1.0)
+        if len(truth.events_s) > 40:  # a stretch with a sequence (on average one per stretch)
+            assert crowding(truth) >= 5
+            break
+    else:
+        pytest.fail("no stretch held a sequence in 10 draws")
+
+
 def test_training_resumes_exactly(homogeneous_tt, tmp_path):
     network = grid_network(4, 10.0)
     straight, _ = train(network, homogeneous_tt, PARAMS, TINY, _config(4), tmp_path / "a", progress=False)
