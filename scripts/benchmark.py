@@ -51,21 +51,22 @@ from catalogs.fileio import write_text_atomic  # noqa: E402
 from catalogs.pick_overlap import overlap_scores  # noqa: E402
 from catalogs.picks import read_picks  # noqa: E402
 from catalogs.projection import epicentral_distance_km  # noqa: E402
+from catalogs.schema import InputError  # noqa: E402
 from catalogs.stations import read_stations  # noqa: E402
 from generator.network import Network  # noqa: E402
 from generator.traveltimes import TravelTimes  # noqa: E402
 from generator.velocity import VelocityModel  # noqa: E402
 from genie.allocator import retain_freed_memory  # noqa: E402
-from genie.train import CONFIGS  # noqa: E402
+from genie.train import load_config  # noqa: E402
 from scripts.bench_scenarios import COUNTED_MIN_PICKS, scenarios, stations_for, write  # noqa: E402
 from scripts.markdown import markdown_table  # noqa: E402
 from scripts.peers import GAMMA_SETTINGS, ONE_PASS_SETTINGS, PYOCTO_SETTINGS  # noqa: E402
 
 QUICK = ("grid 500/day, false x1", "grid 2000/day, false x2")
 ONE_PASS = "genie, 1 pass"  # our associator with peers.ONE_PASS_SETTINGS
-ALL_ASSOCIATORS = ("genie", ONE_PASS, "pyocto", "gamma")
-# --associators names (no commas or spaces) of the runs above.
+# --associators names (no commas or spaces) of the runs, in the order of the tables.
 ASSOCIATOR_OPTIONS = {"genie": "genie", "genie-1pass": ONE_PASS, "pyocto": "pyocto", "gamma": "gamma"}
+ALL_ASSOCIATORS = tuple(ASSOCIATOR_OPTIONS.values())
 CALIBRATION = {"grid": "grid 500/day, false x1", "salton": "Salton Sea geometry, 531/day"}
 
 
@@ -217,8 +218,10 @@ def main(argv=None) -> int:
         parser.error(f"unknown associator(s) or network(s) {unknown}: associators {list(ASSOCIATOR_OPTIONS)}, "
                      f"networks {sorted(CALIBRATION)}")
     wanted = {ASSOCIATOR_OPTIONS[name] for name in given}
-    if args.config not in CONFIGS and not Path(args.config).is_file():
-        parser.error(f"--config {args.config}: neither a named configuration {sorted(CONFIGS)} nor a file")
+    try:
+        load_config(args.config)  # genie train's own reading: a bad name, file or setting stops here
+    except InputError as error:
+        parser.error(str(error))
     retain_freed_memory()  # as the genie command does before reading data (genie.allocator)
 
     import torch
@@ -342,7 +345,7 @@ def main(argv=None) -> int:
 def report(record: dict, args, hours: float, steps) -> list[str]:
     """The markdown tables: one row per scenario and associator, then models and settings."""
     rows = []
-    scenario_order, peer_order = list(record["scenarios"]), ["genie", ONE_PASS, "pyocto", "gamma"]
+    scenario_order, peer_order = list(record["scenarios"]), list(ALL_ASSOCIATORS)
 
     def position(key: str) -> tuple[int, int]:
         scenario, name = key.split(" | ")
