@@ -55,6 +55,7 @@ from tqdm.auto import tqdm
 from catalogs.schema import InputError
 from genie.assign import AssignmentRules, counts, meets, resolve
 from genie.features import PickTable, kernel_reach_s
+from genie.fragments import fragment_events
 from genie.locate import locate, relocate
 from genie.model import GenieModel
 
@@ -94,14 +95,21 @@ class DetectSettings:
         "unit": "1", "doc": "candidate picks per source, station and phase offered to the competitive assignment"})
     source_cost: float = field(default=0.5, metadata={
         "unit": "1", "doc": "cost of a source in the competitive assignment (summed probability it must exceed)"})
-    merge_km: float | None = field(default=None, metadata={"unit": "km", "doc": "peak separation in space (default 2 label widths)"})
-    merge_s: float | None = field(default=None, metadata={"unit": "s", "doc": "peak separation in time (default 2 label widths)"})
+    merge_km: float | None = field(default=None, metadata={"unit": "km", "doc": "peak separation in space (default 1 label width)"})
+    merge_s: float | None = field(default=None, metadata={"unit": "s", "doc": "peak separation in time (default 1 label width)"})
+    merge_fragments: bool = field(default=True, metadata={
+        "unit": "-", "doc": "an event whose picks are mostly a larger event's arrivals (within its residual gate, at "
+                            "stations where it has no pick of that phase) and whose other picks fail the rules is a "
+                            "fragment of it: the explained picks go to the larger event, the rest are released "
+                            "(genie.fragments)"})
     batch_windows: int | None = field(default=None, metadata={
         "unit": "1", "doc": "windows per GNN forward pass (None: sized to the device, windows_per_pass)"})
 
     def __post_init__(self):
         if isinstance(self.passes, bool) or not isinstance(self.passes, (int, np.integer)) or self.passes < 1:
             raise InputError(f"detection setting passes = {self.passes!r}: needs a whole number >= 1")
+        if not isinstance(self.merge_fragments, (bool, np.bool_)):
+            raise InputError(f"detection setting merge_fragments = {self.merge_fragments!r}: needs true or false")
 
     def for_generator(self, params) -> "DetectSettings":
         """These settings with the unset (None) gate terms taken from the timing-error model of the
@@ -360,10 +368,13 @@ def grid_likelihood(model: GenieModel, store: WindowStore, need: np.ndarray, kee
 
 
 def _merge_distances(model: GenieModel, settings: DetectSettings) -> tuple[float, float]:
-    """``(merge_km, merge_s)``: the settings', or two label widths where they are None."""
+    """``(merge_km, merge_s)``: the settings', or one label width where they are None: the
+    radius within which a grid peak is a maximum, so that merging removes no peak the grid
+    itself resolves (duplicates of one event are left to the relocation rounds, where they
+    converge, and to the competitive assignment)."""
     c = model.config
-    return (settings.merge_km if settings.merge_km is not None else 2 * c.label_sigma_km,
-            settings.merge_s if settings.merge_s is not None else 2 * c.label_sigma_s)
+    return (settings.merge_km if settings.merge_km is not None else c.label_sigma_km,
+            settings.merge_s if settings.merge_s is not None else c.label_sigma_s)
 
 
 def find_peaks(model: GenieModel, likelihood: np.ndarray, threshold: float, merge_km: float,
@@ -732,13 +743,64 @@ def detect(model: GenieModel, picks: PickTable, start_s: float, end_s: float, se
         if len(events) == 0 or len(rows) == 0:
             break
     events = pd.concat(parts_e, ignore_index=True)
+    assignments = pd.concat(parts_a, ignore_index=True)
+    if settings.merge_fragments and len(events) > 1:
+        events, assignments = _merge_fragments(model, picks, events, assignments, settings)
+        timings["fragments"] = timings.get("fragments", 0) + sum(len(e) for e in parts_e) - len(events)
     order = np.argsort(events["origin_s"].to_numpy(), kind="stable")
     renumber = np.empty_like(order)
     renumber[order] = np.arange(len(order))
-    assignments = pd.concat(parts_a, ignore_index=True)
     assignments = assignments.assign(event_index=renumber[assignments["event_index"].to_numpy(dtype=np.int64)])
     return (events.iloc[order].reset_index(drop=True),
             assignments.sort_values(["event_index", "pick_index"], kind="stable").reset_index(drop=True))
+
+
+def _merge_fragments(model: GenieModel, picks: PickTable, events: pd.DataFrame, assignments: pd.DataFrame,
+                     settings: DetectSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``events`` and ``assignments`` with the fragments of larger events
+    (:func:`genie.fragments.fragment_events`) merged into them: a fragment's picks that its
+    parent explains go to the parent (one per station and phase, the smallest residual; the
+    parent is not relocated, they lie within its gate), its other picks are released."""
+    xyz = events[["x_km", "y_km", "depth_km"]].to_numpy(dtype="float64")
+    tt = model.arrival_times(torch.tensor(xyz)).cpu().numpy()  # [E, S, 2]
+
+    def gate(tt_s, phase):
+        return residual_gate(settings, model.config.kernel_s, tt_s, phase)
+
+    parent, residual = fragment_events(events, assignments, picks.time_s, tt, gate, settings.rules(),
+                                       float(tt.max()))
+    fragment = parent >= 0
+    if not fragment.any():
+        return events, assignments
+    event = assignments["event_index"].to_numpy(dtype=np.int64)
+    target = np.where(fragment[event], parent[event], event)
+    # Picks go only to a parent that stays (not itself a fragment of a third event).
+    moved = fragment[event] & np.isfinite(residual) & ~fragment[target]
+    out = assignments.assign(event_index=target, residual_s=np.where(moved, residual,
+                                                                     assignments["residual_s"].to_numpy()))
+    out = out[~fragment[event] | moved]
+    # Two fragments of one parent may offer a pick for the same station and phase.
+    order = np.lexsort((np.abs(out["residual_s"].to_numpy()), out["phase"].to_numpy(), out["station"].to_numpy(),
+                        out["event_index"].to_numpy()))
+    out = out.iloc[order].drop_duplicates(["event_index", "station", "phase"]).sort_index()
+    events = events.copy()
+    gained = np.unique(out["event_index"].to_numpy()[moved[out.index.to_numpy()]])
+    mine = out[np.isin(out["event_index"].to_numpy(), gained)]
+    e = np.searchsorted(gained, mine["event_index"].to_numpy())
+    k = (mine["phase"].to_numpy() == "S").astype(np.int64)
+    tally = counts(e, mine["station"].to_numpy(), k, len(gained))
+    r = mine["residual_s"].to_numpy()
+    n = np.maximum(tally["n"], 1)
+    events.loc[gained, "n_p"] = tally["n_p"]
+    events.loc[gained, "n_s"] = tally["n"] - tally["n_p"]
+    events.loc[gained, "n_stations"] = tally["n_stations"]
+    events.loc[gained, "n_p_and_s"] = tally["n_p_and_s"]
+    events.loc[gained, "probability_sum"] = np.bincount(e, weights=mine["probability"].to_numpy(), minlength=len(gained))
+    events.loc[gained, "misfit_s"] = np.bincount(e, weights=np.abs(r), minlength=len(gained)) / n
+    events.loc[gained, "rms_s"] = np.sqrt(np.bincount(e, weights=r * r, minlength=len(gained)) / n)
+    renumber = np.cumsum(~fragment) - 1
+    out = out.assign(event_index=renumber[out["event_index"].to_numpy()])
+    return events[~fragment].reset_index(drop=True), out.reset_index(drop=True)
 
 
 def changed_windows(model: GenieModel, first_s: float, n: int, station: np.ndarray, time_s: np.ndarray) -> np.ndarray:

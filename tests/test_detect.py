@@ -44,6 +44,28 @@ def test_find_peaks_recovers_planted_bumps(tiny_model):
     assert len(find_peaks(m, np.zeros_like(likelihood), 0.3, 16.0, 4.0)[0]) == 0
 
 
+def test_default_merging_keeps_peaks_the_grid_resolves(tiny_model):
+    """Two grid peaks 3 s and 8-16 km apart are separate maxima (each the largest within a label
+    width of it): the default merge distances (one label width) keep both, where the two label
+    widths used before issue 14's eighth round kept only the stronger."""
+    from genie.detect import _merge_distances
+
+    m = tiny_model
+    xyz = m.source_xyz.numpy()
+    d = np.linalg.norm(xyz[:, None, :2] - xyz[None, :, :2], axis=-1)
+    a, b = (int(i[0]) for i in np.nonzero((d > 10.0) & (d < 14.0)))
+    t = np.arange(20)[:, None] * m.config.offset_step_s
+    likelihood = np.zeros((20, m.n_sources), dtype=np.float32)
+    for j, node, peak in ((5, a, 0.9), (7, b, 0.6)):
+        bump = peak * np.exp(-0.5 * (d[node] / 3.0) ** 2)[None] * np.exp(-0.5 * ((t - t[j]) / 1.0) ** 2)
+        likelihood = np.maximum(likelihood, bump.astype(np.float32))
+    merge_km, merge_s = _merge_distances(m, DetectSettings())
+    assert (merge_km, merge_s) == (m.config.label_sigma_km, m.config.label_sigma_s)
+    t_idx, nodes = find_peaks(m, likelihood, 0.3, merge_km, merge_s)
+    assert t_idx.tolist() == [5, 7] and nodes.tolist() == [a, b]
+    assert find_peaks(m, likelihood, 0.3, 2 * merge_km, 2 * merge_s)[0].tolist() == [5]
+
+
 def _planted_picks(model, origin_s=20.0, node=0):
     stations = model.station_xyz.numpy().astype("float64")
     source = model.source_xyz.numpy()[node].astype("float64")
