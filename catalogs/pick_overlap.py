@@ -11,7 +11,8 @@ Scores (:func:`overlap_scores`): event precision (matched predicted events over 
 events), event recall (matched true events over the true events counted, ``counted [E]``:
 typically those with enough picks to be found at all), F1, and pick-assignment precision and
 recall (picks assigned to the predicted event matched to their own true event, over assigned
-picks and over the true picks of counted events).
+picks and over the true picks of counted events). :func:`error_tables` says what the unmatched
+events on both sides are made of.
 """
 
 from __future__ import annotations
@@ -68,3 +69,64 @@ def overlap_scores(true_event, pred_event, counted: np.ndarray | None = None, mi
             "pick_precision": float(correct.sum()) / float(assigned.sum()) if assigned.any() else 1.0,
             "pick_recall": float((correct & true_picks).sum()) / float(true_picks.sum()) if true_picks.any() else 1.0,
             "n_pred": n_pred, "n_true": n_true, "n_matched": len(pairs), "pairs": pairs}
+
+
+def error_tables(true_event, pred_event, counted: np.ndarray | None = None,
+                 min_fraction: float = 0.6) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What the errors of an association are made of (labels as in :func:`overlap_scores`).
+
+    ``false_events``, one row per predicted event that matches no true event: ``pred_event``,
+    ``n_picks``, ``n_false`` (picks of no true event), ``n_sources`` (true events among its
+    picks), ``main_event`` (the true event holding most of its picks, -1 for none),
+    ``main_shared`` (those picks), ``main_size`` (that event's picks) and ``main_matched`` (another
+    predicted event matches it: the false one is a fragment or a split half).
+
+    ``missed_events``, one row per counted true event that no predicted event matches:
+    ``true_event``, ``n_picks``, ``n_assigned`` (its picks assigned to any predicted event),
+    ``n_holders`` (predicted events holding them), ``main_holder`` (the one holding most, -1 for
+    none) and ``main_shared``."""
+    t = np.asarray(true_event, dtype=np.int64)
+    p = np.asarray(pred_event, dtype=np.int64)
+    scores = overlap_scores(t, p, counted, min_fraction)
+    pairs = scores["pairs"]
+    n_events = int(t.max()) + 1 if (t >= 0).any() else 0
+    true_size = np.bincount(t[t >= 0], minlength=n_events)
+    counted = true_size > 0 if counted is None else np.asarray(counted, dtype=bool)
+    both = (t >= 0) & (p >= 0)
+    shared_pairs, shared = (np.unique(np.stack([p[both], t[both]], axis=1), axis=0, return_counts=True)
+                            if both.any() else (np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.int64)))
+
+    def main_partner(side: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For each id on ``side`` (0 predicted, 1 true): the partner sharing most picks (-1 for
+        none), that count, and the number of partners."""
+        best = np.full(len(ids), -1, dtype=np.int64)
+        best_count = np.zeros(len(ids), dtype=np.int64)
+        n_partners = np.zeros(len(ids), dtype=np.int64)
+        if len(shared) == 0 or len(ids) == 0:
+            return best, best_count, n_partners
+        order = np.lexsort((-shared, shared_pairs[:, side]))
+        own, other, count = shared_pairs[order, side], shared_pairs[order, 1 - side], shared[order]
+        heads, first, n = np.unique(own, return_index=True, return_counts=True)
+        where = np.minimum(np.searchsorted(heads, ids), len(heads) - 1)
+        found = heads[where] == ids
+        best[found] = other[first[where[found]]]
+        best_count[found] = count[first[where[found]]]
+        n_partners[found] = n[where[found]]
+        return best, best_count, n_partners
+
+    predicted = np.unique(p[p >= 0])
+    false = np.setdiff1d(predicted, pairs["pred_event"].to_numpy())
+    main, main_shared, n_sources = main_partner(0, false)
+    pred_size = np.bincount(p[p >= 0], minlength=int(p.max()) + 1 if (p >= 0).any() else 0)
+    n_false = np.bincount(p[(p >= 0) & (t < 0)], minlength=len(pred_size))
+    false_events = pd.DataFrame({"pred_event": false, "n_picks": pred_size[false], "n_false": n_false[false],
+                                 "n_sources": n_sources, "main_event": main, "main_shared": main_shared,
+                                 "main_size": np.where(main >= 0, true_size[np.maximum(main, 0)], 0) if n_events
+                                 else np.zeros(len(false), dtype=np.int64),
+                                 "main_matched": np.isin(main, pairs["true_event"].to_numpy()) & (main >= 0)})
+    missed = np.setdiff1d(np.flatnonzero(counted), pairs["true_event"].to_numpy())
+    holder, holder_shared, n_holders = main_partner(1, missed)
+    assigned = np.bincount(t[both], minlength=n_events)
+    missed_events = pd.DataFrame({"true_event": missed, "n_picks": true_size[missed], "n_assigned": assigned[missed],
+                                  "n_holders": n_holders, "main_holder": holder, "main_shared": holder_shared})
+    return false_events, missed_events

@@ -84,3 +84,34 @@ def test_benchmark_rejects_bad_options_before_touching_its_output(tmp_path, argv
     assert stop.value.code == 2
     assert argv[1].split(",")[-1] in capsys.readouterr().err
     assert (out / "runs.json").read_text() == "{}"
+
+
+def test_scenario_errors_reports_the_scenario_and_rejects_a_bad_one(trained_model_dir, synthetic_day, tmp_path,
+                                                                    capsys):
+    """The trained test model on two synthetic hours written as a benchmark scenario: the script
+    scores it (recall of the counted events as the association tests find) and lists each false
+    and missed event once; a directory without the scenario files exits 2."""
+    import re
+
+    from scripts import scenario_errors
+
+    picks, truth, stations = synthetic_day
+    d = tmp_path / "scenario"
+    d.mkdir()
+    picks[["station_id", "time", "phase", "score", "amplitude"]].to_csv(d / "picks.csv", index=False)
+    picks[["event_id", "true_phase"]].to_csv(d / "pick_truth.csv", index=False)
+    stations.to_csv(d / "stations.csv", index=False)
+    ids = picks["event_id"].to_numpy()
+    truth.assign(n_picks=np.bincount(ids[ids >= 0], minlength=len(truth))).to_csv(d / "events.csv", index=False)
+    assert scenario_errors.main(["--scenario", str(d), "--model", str(trained_model_dir)]) == 0
+    out = capsys.readouterr().out
+    f1, precision, recall = (float(x) for x in re.search(r"F1 ([\d.]+) \(precision ([\d.]+), recall ([\d.]+)\)",
+                                                         out).groups())
+    assert recall >= 0.78 and precision >= 0.9
+    n_false = int(re.search(r"(\d+) false events", out).group(1))
+    n_missed = int(re.search(r"(\d+) missed events", out).group(1))
+    counted = int((np.bincount(ids[ids >= 0], minlength=len(truth)) >= 6).sum())
+    assert n_missed == round(counted * (1 - recall)) and n_false >= 0
+    with pytest.raises(SystemExit) as stop:
+        scenario_errors.main(["--scenario", str(tmp_path), "--model", str(trained_model_dir)])
+    assert stop.value.code == 2 and "picks.csv" in capsys.readouterr().err

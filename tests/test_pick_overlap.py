@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from catalogs.pick_overlap import match_by_picks, overlap_scores
+from catalogs.pick_overlap import error_tables, match_by_picks, overlap_scores
 
 
 def test_sixty_percent_of_the_larger_set_decides_a_match():
@@ -36,3 +36,20 @@ def test_nothing_associated_and_bad_fraction():
     assert scores["precision"] == 1.0 and scores["recall"] == 0.0 and scores["n_matched"] == 0
     with pytest.raises(ValueError, match="min_fraction"):
         match_by_picks([0], [0], min_fraction=0.5)
+
+
+def test_error_tables_say_what_false_and_missed_events_are_made_of():
+    """True events 0 (6 picks) and 1 (4 picks), 2 false picks. Predicted event 0 takes five
+    picks of event 0 (a match), predicted 1 takes event 0's sixth pick, two of event 1's and a
+    false pick (no match: two sources, mostly event 1, which no prediction matches); event 1 is
+    missed, its two other picks unassigned."""
+    true = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1, -1, -1])
+    pred = np.array([0, 0, 0, 0, 0, 1, 1, 1, -1, -1, 1, -1])
+    false, missed = error_tables(true, pred)
+    assert false.to_dict("records") == [{"pred_event": 1, "n_picks": 4, "n_false": 1, "n_sources": 2,
+                                         "main_event": 1, "main_shared": 2, "main_size": 4, "main_matched": False}]
+    assert missed.to_dict("records") == [{"true_event": 1, "n_picks": 4, "n_assigned": 2, "n_holders": 1,
+                                          "main_holder": 1, "main_shared": 2}]
+    # Nothing assigned: every counted event missed with no holder, no false event.
+    false, missed = error_tables(true, np.full(len(true), -1), counted=np.array([True, False]))
+    assert len(false) == 0 and missed["true_event"].tolist() == [0] and missed["main_holder"].tolist() == [-1]
