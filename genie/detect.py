@@ -55,7 +55,7 @@ from tqdm.auto import tqdm
 from catalogs.schema import InputError
 from genie.assign import AssignmentRules, counts, meets, resolve
 from genie.features import PickTable, kernel_reach_s
-from genie.fragments import fragment_events
+from genie.fragments import close_in_time, fragment_events
 from genie.locate import locate, relocate
 from genie.model import GenieModel
 
@@ -419,13 +419,7 @@ def suppress(times_s: np.ndarray, xyz: np.ndarray, merge_s: float, merge_km: flo
     keep = np.ones(n, dtype=bool)
     if n < 2:
         return keep
-    order = np.argsort(times_s, kind="stable")
-    t = np.asarray(times_s)[order]
-    stop = np.searchsorted(t, t + merge_s, side="left")
-    counts = stop - np.arange(n) - 1
-    first = np.repeat(np.arange(n), counts)
-    second = first + 1 + (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts))
-    a, b = order[first], order[second]
+    a, b = close_in_time(times_s, merge_s)
     close = (np.abs(times_s[a] - times_s[b]) < merge_s) & (
         np.linalg.norm(xyz[a, :2] - xyz[b, :2], axis=1) < merge_km)
     a, b = a[close], b[close]
@@ -678,19 +672,13 @@ def locate_and_associate(model: GenieModel, picks: PickTable, store: WindowStore
 
     # Released picks may leave a source below the thresholds: it is dropped.
     e, s, k = (kept[col].to_numpy() for col in ("source", "station", "phase"))
-    tally = counts(e, s, k, len(sources))
-    prob_sum = np.bincount(e, weights=kept["probability"].to_numpy(), minlength=len(sources))
-    good = meets(tally, prob_sum, rules)
-    misfit = np.bincount(e, weights=np.abs(kept["residual_s"].to_numpy()), minlength=len(sources)) / np.maximum(
-        np.bincount(e, minlength=len(sources)), 1)
-    rms = np.sqrt(np.bincount(e, weights=kept["residual_s"].to_numpy() ** 2, minlength=len(sources))
-                  / np.maximum(np.bincount(e, minlength=len(sources)), 1))
+    tally, stats = _pick_statistics(e, s, k, kept["probability"].to_numpy(), kept["residual_s"].to_numpy(),
+                                    len(sources))
+    good = meets(tally, stats["probability_sum"], rules)
     events = pd.DataFrame({"origin_s": loc.origin_s, "x_km": loc.xyz[:, 0], "y_km": loc.xyz[:, 1],
-                           "depth_km": loc.xyz[:, 2], "likelihood": likelihood, "probability_sum": prob_sum,
-                           "misfit_s": misfit, "rms_s": rms, "n_p": tally["n_p"], "n_s": tally["n"] - tally["n_p"],
-                           "n_stations": tally["n_stations"], "n_p_and_s": tally["n_p_and_s"],
+                           "depth_km": loc.xyz[:, 2], "likelihood": likelihood, **stats,
                            "horizontal_uncertainty_km": loc.horizontal_km, "depth_uncertainty_km": loc.depth_km,
-                           "time_uncertainty_s": loc.time_s, "gap_deg": loc.gap_deg})
+                           "time_uncertainty_s": loc.time_s, "gap_deg": loc.gap_deg})[EVENT_COLUMNS]
     good_idx = np.flatnonzero(good)
     events = events.iloc[good_idx]
     order = np.argsort(events["origin_s"].to_numpy(), kind="stable")
@@ -755,6 +743,21 @@ def detect(model: GenieModel, picks: PickTable, start_s: float, end_s: float, se
             assignments.sort_values(["event_index", "pick_index"], kind="stable").reset_index(drop=True))
 
 
+def _pick_statistics(event: np.ndarray, station: np.ndarray, phase: np.ndarray, probability: np.ndarray,
+                     residual_s: np.ndarray, n_events: int) -> tuple[dict, dict]:
+    """Per event ``[n_events]`` from its assigned picks (``phase`` 0 P / 1 S, residuals in s): the
+    counts of :func:`genie.assign.counts`, and the event columns ``probability_sum``,
+    ``misfit_s`` (mean absolute residual), ``rms_s``, ``n_p``, ``n_s``, ``n_stations`` and
+    ``n_p_and_s``."""
+    tally = counts(event, station, phase, n_events)
+    n = np.maximum(np.bincount(event, minlength=n_events), 1)
+    return tally, {"probability_sum": np.bincount(event, weights=probability, minlength=n_events),
+                   "misfit_s": np.bincount(event, weights=np.abs(residual_s), minlength=n_events) / n,
+                   "rms_s": np.sqrt(np.bincount(event, weights=residual_s ** 2, minlength=n_events) / n),
+                   "n_p": tally["n_p"], "n_s": tally["n"] - tally["n_p"], "n_stations": tally["n_stations"],
+                   "n_p_and_s": tally["n_p_and_s"]}
+
+
 def _merge_fragments(model: GenieModel, picks: PickTable, events: pd.DataFrame, assignments: pd.DataFrame,
                      settings: DetectSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``events`` and ``assignments`` with the fragments of larger events
@@ -786,18 +789,11 @@ def _merge_fragments(model: GenieModel, picks: PickTable, events: pd.DataFrame, 
     events = events.copy()
     gained = np.unique(out["event_index"].to_numpy()[moved[out.index.to_numpy()]])
     mine = out[np.isin(out["event_index"].to_numpy(), gained)]
-    e = np.searchsorted(gained, mine["event_index"].to_numpy())
-    k = (mine["phase"].to_numpy() == "S").astype(np.int64)
-    tally = counts(e, mine["station"].to_numpy(), k, len(gained))
-    r = mine["residual_s"].to_numpy()
-    n = np.maximum(tally["n"], 1)
-    events.loc[gained, "n_p"] = tally["n_p"]
-    events.loc[gained, "n_s"] = tally["n"] - tally["n_p"]
-    events.loc[gained, "n_stations"] = tally["n_stations"]
-    events.loc[gained, "n_p_and_s"] = tally["n_p_and_s"]
-    events.loc[gained, "probability_sum"] = np.bincount(e, weights=mine["probability"].to_numpy(), minlength=len(gained))
-    events.loc[gained, "misfit_s"] = np.bincount(e, weights=np.abs(r), minlength=len(gained)) / n
-    events.loc[gained, "rms_s"] = np.sqrt(np.bincount(e, weights=r * r, minlength=len(gained)) / n)
+    _, stats = _pick_statistics(np.searchsorted(gained, mine["event_index"].to_numpy()), mine["station"].to_numpy(),
+                                (mine["phase"].to_numpy() == "S").astype(np.int64), mine["probability"].to_numpy(),
+                                mine["residual_s"].to_numpy(), len(gained))
+    for column, values in stats.items():
+        events.loc[gained, column] = values
     renumber = np.cumsum(~fragment) - 1
     out = out.assign(event_index=renumber[out["event_index"].to_numpy()])
     return events[~fragment].reset_index(drop=True), out.reset_index(drop=True)

@@ -35,6 +35,20 @@ import pandas as pd
 from genie.assign import AssignmentRules, counts, meets
 
 
+def close_in_time(times_s: np.ndarray, window_s: float, inclusive: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs ``(a, b)`` of ``times_s [N]`` (s) less than ``window_s`` apart (at most, when
+    ``inclusive``), each pair once, from time-sorted neighbourhoods: the cost follows the pairs,
+    not N^2."""
+    n = len(times_s)
+    order = np.argsort(times_s, kind="stable")
+    t = np.asarray(times_s)[order]
+    stop = np.searchsorted(t, t + window_s, side="right" if inclusive else "left")
+    span = stop - np.arange(n) - 1
+    first = np.repeat(np.arange(n), span)
+    second = first + 1 + (np.arange(span.sum()) - np.repeat(np.cumsum(span) - span, span))
+    return order[first], order[second]
+
+
 def fragment_events(events: pd.DataFrame, assignments: pd.DataFrame, pick_time_s: np.ndarray,
                     travel_times_s: np.ndarray, gate, rules: AssignmentRules,
                     window_s: float) -> tuple[np.ndarray, np.ndarray]:
@@ -64,13 +78,8 @@ def fragment_events(events: pd.DataFrame, assignments: pd.DataFrame, pick_time_s
     has = np.zeros((n,) + travel_times_s.shape[1:], dtype=bool)
     has[event, station, phase] = True
 
-    # Pairs (smaller, larger) with origins within window_s, from time-sorted neighbourhoods.
-    order = np.argsort(origin, kind="stable")
-    stop = np.searchsorted(origin[order], origin[order] + window_s, side="right")
-    span = stop - np.arange(n) - 1
-    first = np.repeat(np.arange(n), span)
-    second = first + 1 + (np.arange(span.sum()) - np.repeat(np.cumsum(span) - span, span))
-    a, b = order[first], order[second]
+    # Pairs (smaller, larger) with origins within window_s.
+    a, b = close_in_time(origin, window_s, inclusive=True)
     small, large = np.where(size[a] <= size[b], a, b), np.where(size[a] <= size[b], b, a)
     unequal = size[small] < size[large]
     small, large = small[unequal], large[unequal]
