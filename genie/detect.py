@@ -465,12 +465,37 @@ def _embeddings(model: GenieModel, store: WindowStore, origin_s: np.ndarray, pos
     return torch.cat(out)
 
 
+# Candidate slots (source x station x candidate) scored at once by _entries: the association
+# head's hidden activations [sources, S, M, hidden] stay at a few MB however many sources a long
+# dense stretch proposes (all at once, 20,000 sources on 100 stations held gigabytes).
+ENTRY_CHUNK_SLOTS = 1 << 16
+
+
 @torch.no_grad()
 def _entries(model: GenieModel, picks: PickTable, xyz: np.ndarray, origin: np.ndarray, embedding: torch.Tensor,
              threshold: float, per_phase: int, activity: Activity | None) -> pd.DataFrame:
     """Candidate entries ``(source, station, phase, pick_index, probability, tt_s)``: per source,
     station and phase the ``per_phase`` most likely candidate picks with probability >=
-    ``threshold``; ``tt_s`` is the predicted travel time (statics included)."""
+    ``threshold``; ``tt_s`` is the predicted travel time (statics included). Sources are scored
+    in chunks of ``ENTRY_CHUNK_SLOTS`` candidate slots."""
+    per = max(ENTRY_CHUNK_SLOTS // (model.n_stations * model.config.assoc_candidates), 1)
+    parts = [_entries_chunk(model, picks, xyz[lo:lo + per], origin[lo:lo + per], embedding[lo:lo + per], threshold,
+                            per_phase, activity, lo) for lo in range(0, len(origin), per)]
+    if not parts:
+        return _no_entries()
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+
+
+def _no_entries() -> pd.DataFrame:
+    return pd.DataFrame({c: np.zeros(0, dtype=t) for c, t in
+                         (("source", np.int64), ("station", np.int64), ("phase", np.int64),
+                          ("pick_index", np.int64), ("probability", "float64"), ("tt_s", "float64"))})
+
+
+def _entries_chunk(model: GenieModel, picks: PickTable, xyz: np.ndarray, origin: np.ndarray,
+                   embedding: torch.Tensor, threshold: float, per_phase: int, activity: Activity | None,
+                   first: int) -> pd.DataFrame:
+    """:func:`_entries` of the sources ``first, first + 1, ...`` given (their rows)."""
     active = None if activity is None else torch.as_tensor(activity(origin), device=model.device)
     pos = torch.as_tensor(xyz, dtype=torch.float32, device=model.device)
     index, valid, station_attr, pick_attr, _ = model.candidates(picks, pos, torch.as_tensor(origin, device=model.device),
@@ -481,12 +506,10 @@ def _entries(model: GenieModel, picks: PickTable, xyz: np.ndarray, origin: np.nd
     hit = (top.values >= threshold) & (top.values > 0)  # probability 0: an empty candidate slot
     d_idx, s_idx, r_idx, k_idx = (a.cpu().numpy() for a in torch.nonzero(hit, as_tuple=True))
     if len(d_idx) == 0:
-        return pd.DataFrame({c: np.zeros(0, dtype=t) for c, t in
-                             (("source", np.int64), ("station", np.int64), ("phase", np.int64),
-                              ("pick_index", np.int64), ("probability", "float64"), ("tt_s", "float64"))})
+        return _no_entries()
     slot = top.indices[d_idx, s_idx, r_idx, k_idx].cpu().numpy()
     tt = model.arrival_times(pos).cpu().numpy()  # [D, S, 2]
-    return pd.DataFrame({"source": d_idx, "station": s_idx, "phase": k_idx,
+    return pd.DataFrame({"source": d_idx + first, "station": s_idx, "phase": k_idx,
                          "pick_index": index[d_idx, s_idx, slot].cpu().numpy(),
                          "probability": top.values[d_idx, s_idx, r_idx, k_idx].cpu().numpy().astype("float64"),
                          "tt_s": tt[d_idx, s_idx, k_idx]})

@@ -373,6 +373,29 @@ def test_relocation_rounds_follow_the_picks_to_the_event_and_stop_once_settled(t
     assert run(1)[2] < 32 and len(located) == 1
 
 
+def test_entries_scored_in_chunks_equal_all_at_once(tiny_model, monkeypatch):
+    """The association head scores sources in chunks of candidate slots (memory stays bounded on
+    long dense stretches): chunks of one source give the entries of one pass over all of them,
+    row for row, with the sources numbered as given."""
+    import torch
+
+    import genie.detect as detect
+
+    m = tiny_model
+    picks = _planted_picks(m, origin_s=20.0, node=0)
+    xyz = m.source_xyz.numpy()[:7].astype("float64")
+    origin = 20.0 + 0.1 * np.arange(7)
+    embedding = torch.randn(7, m.config.latent, generator=torch.Generator().manual_seed(1))
+    assert detect.ENTRY_CHUNK_SLOTS // (m.n_stations * m.config.assoc_candidates) >= 7  # one chunk
+    whole = detect._entries(m, picks, xyz, origin, embedding, 0.0, 2, None)
+    monkeypatch.setattr(detect, "ENTRY_CHUNK_SLOTS", 1)
+    chunked = detect._entries(m, picks, xyz, origin, embedding, 0.0, 2, None)
+    assert set(whole["source"]) == set(range(7)) and len(whole) > 7 * m.n_stations
+    pd.testing.assert_frame_equal(chunked, whole)
+    empty = detect._entries(m, picks, xyz[:0], origin[:0], embedding[:0], 0.0, 2, None)
+    assert len(empty) == 0 and list(empty.columns) == list(whole.columns)
+
+
 def test_pick_set_signature_depends_on_the_set_only():
     from genie.detect import _pick_set_signature
 
