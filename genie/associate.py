@@ -456,8 +456,12 @@ class Associator:
             rates = rates * self._activity(prep, int(lo), int(max(hi, lo + 1)))(origin)
         if model.config.max_distance_km is not None:
             # The model pairs a source only with stations within its range: farther stations'
-            # background picks could never have joined this event, so they add no chance.
-            rates = rates * within_range(xyz, model.station_xyz.cpu().numpy(), model.config.max_distance_km)
+            # background picks could never have joined this event, so they add no chance. A
+            # station holding one of the event's picks was in reach when it was associated,
+            # wherever the final location lies.
+            reach = within_range(xyz, model.station_xyz.cpu().numpy(), model.config.max_distance_km)
+            reach[asg["event_index"].to_numpy(dtype=np.int64), asg["station"].to_numpy(dtype=np.int64)] = True
+            rates = rates * reach
         n_picks = det["n_p"].to_numpy(dtype=np.int64) + det["n_s"].to_numpy(dtype=np.int64)
         det = det.assign(chance_log10=chance_log10(n_picks, gates, rates))
         if limit is None or det.empty:

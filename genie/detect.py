@@ -30,6 +30,8 @@
    picks and ``min_probability_sum`` summed probability). Kept sources are relocated by robust
    least squares (:func:`genie.locate.relocate`, with uncertainties and azimuthal gap), picks
    outside the gate at the final location are released and the thresholds checked again.
+   Every location, from step 3 on, stays within the source graph's extent
+   (:func:`source_bounds`).
 6. Passes (``passes``): steps 1-5 run again on the picks no earlier pass assigned. An event
    whose picks interleave with a stronger neighbour's scores low on the grid while those picks
    are there, or loses them to it; once the neighbour's picks are gone it stands alone. Picks
@@ -436,6 +438,15 @@ def suppress(times_s: np.ndarray, xyz: np.ndarray, merge_s: float, merge_km: flo
     return state == 1
 
 
+def source_bounds(model: GenieModel) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` minimum and maximum (km) of the source graph's nodes: the region the model
+    searches (the station box padded by ``padding_km``). Every location stays inside it: the
+    model is trained to find no event beyond ``roi_padding_km`` outside the stations, so a
+    source that a few picks would pull farther out is one the model cannot vouch for."""
+    xyz = model.source_xyz.cpu().numpy().astype("float64")
+    return xyz[:, :2].min(0), xyz[:, :2].max(0)
+
+
 def _lattice(model: GenieModel) -> tuple[np.ndarray, np.ndarray]:
     """Offsets of the refinement lattice: ``[L, 3]`` km and ``[L]`` s."""
     a = model.config.label_sigma_km / 2
@@ -599,7 +610,7 @@ def _relocation_rounds(model: GenieModel, picks: PickTable, store: WindowStore, 
         # labels to 2,312 for 24 km instead of 12,168; the final round's least squares refines it.
         new_xyz, new_origin, _ = locate(model.travel_times, stations, arrivals, xyz[rows], depth_range,
                                         radius_km=2 * c.label_sigma_km, coarse_km=max(2.5, c.label_sigma_km / 4),
-                                        fine_km=fine_km, gate=gate)
+                                        fine_km=fine_km, gate=gate, xy_bounds_km=source_bounds(model))
         located = np.isfinite(new_origin)
         # Every located source gets its entries and embedding anew: even one that stayed put
         # was scored with its refinement-lattice embedding, not the one at its location.
@@ -640,9 +651,9 @@ def locate_and_associate(model: GenieModel, picks: PickTable, store: WindowStore
         return empty
     depth_range = model.location_depths_km
     dxyz, dts = _lattice(model)
-    lo, hi = (model.source_xyz.min(0).values.cpu().numpy(), model.source_xyz.max(0).values.cpu().numpy())
+    bounds = source_bounds(model)
     positions = model.source_xyz.cpu().numpy()[nodes][:, None, :] + dxyz[None]  # [D, L, 3]
-    positions[..., :2] = np.clip(positions[..., :2], lo[:2], hi[:2])
+    positions[..., :2] = np.clip(positions[..., :2], *bounds)
     positions[..., 2] = np.clip(positions[..., 2], *depth_range)
     lattice = _embeddings(model, store, centres_s, positions, np.broadcast_to(dts, positions.shape[:2]))
     like = torch.sigmoid(model.query_head(lattice).squeeze(-1))
@@ -686,7 +697,7 @@ def locate_and_associate(model: GenieModel, picks: PickTable, store: WindowStore
     kept = kept.assign(source=renumber[kept["source"].to_numpy()])
     xyz, origin, likelihood = xyz[sources], origin[sources], likelihood[sources]
     arrivals = _arrivals(kept, picks, statics, len(sources), n_sta)
-    loc = relocate(model.travel_times, stations, arrivals, xyz, origin, depth_range)
+    loc = relocate(model.travel_times, stations, arrivals, xyz, origin, depth_range, xy_bounds_km=bounds)
     e, s, k = (kept[col].to_numpy() for col in ("source", "station", "phase"))
     tt = model.travel_times(loc.xyz, stations)[e, s, k] + statics[s, k]
     kept = kept.assign(residual_s=loc.residual_s[e, s, k])

@@ -99,15 +99,16 @@ def coarse_gate(travel_times: TravelTimes, gate: Gate | None, spacing_km: float,
 
 def locate(travel_times: TravelTimes, station_xyz: np.ndarray, arrivals: np.ndarray, initial_xyz: np.ndarray,
            depth_range_km: tuple[float, float], radius_km: float = 20.0, coarse_km: float = 2.5,
-           fine_km: float = 1.0, depth_levels: int = 8,
-           gate: Gate | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+           fine_km: float = 1.0, depth_levels: int = 8, gate: Gate | None = None,
+           xy_bounds_km: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hypocentres ``[D, 3]`` (km), origin times ``[D]`` (s) and misfits ``[D]`` (mean absolute
     residual, each capped at ``gate(travel time, phase)`` when given; s) of sources with
     ``arrivals [D, S, 2]`` near ``initial_xyz [D, 3]``.
 
     Coarse stage: epicentres within ``radius_km`` of the start at ``coarse_km`` spacing, at
     ``depth_levels`` depths spanning ``depth_range_km``; fine stage: within ``coarse_km`` of the
-    best coarse point at ``fine_km`` spacing in all three coordinates. Sources without picks keep
+    best coarse point at ``fine_km`` spacing in all three coordinates. Epicentres stay within
+    ``xy_bounds_km`` ((x, y) minimum and maximum, km) when given. Sources without picks keep
     their initial position (NaN origin)."""
     arrivals = np.asarray(arrivals, dtype="float64")
     initial = np.asarray(initial_xyz, dtype="float64")
@@ -124,6 +125,8 @@ def locate(travel_times: TravelTimes, station_xyz: np.ndarray, arrivals: np.ndar
     for stage, (offsets, depths) in stages:
         for rows in _chunks(n_picks, len(offsets) * len(depths)):
             xy = xyz[rows, None, :2] + offsets[None]
+            if xy_bounds_km is not None:
+                xy = np.clip(xy, *xy_bounds_km)
             z = depths[None] if stage == "coarse" else xyz[rows, 2:3] + depths[None]
             z = np.clip(np.broadcast_to(z, (len(rows), len(depths))), zmin, zmax)
             o, m = _score(travel_times, station_xyz, arrivals[rows], xy, z, gates[stage])
@@ -172,7 +175,8 @@ def azimuthal_gap(xyz: np.ndarray, station_xyz: np.ndarray, used: np.ndarray) ->
 
 def relocate(travel_times: TravelTimes, station_xyz: np.ndarray, arrivals: np.ndarray, initial_xyz: np.ndarray,
              initial_origin_s: np.ndarray, depth_range_km: tuple[float, float], loss_scale_s: float = 0.3,
-             min_sigma_s: float = 0.05, iterations: int = 25, step_km: float = 0.2) -> Location:
+             min_sigma_s: float = 0.05, iterations: int = 25, step_km: float = 0.2,
+             xy_bounds_km: tuple[np.ndarray, np.ndarray] | None = None) -> Location:
     """Robust least-squares hypocentres of sources with ``arrivals [D, S, 2]`` (s, NaN where no
     pick; already corrected for station statics) from ``initial_xyz [D, 3]`` and
     ``initial_origin_s [D]``.
@@ -181,7 +185,9 @@ def relocate(travel_times: TravelTimes, station_xyz: np.ndarray, arrivals: np.nd
     :func:`scipy.optimize.least_squares` (``rho(z) = 2 (sqrt(1 + z) - 1)``, ``f = loss_scale_s``)
     by Levenberg-Marquardt with iteratively reweighted normal equations, for all sources at once
     (a 4 x 4 system each); travel-time derivatives by central differences (``step_km``). Depth
-    stays in ``depth_range_km``. The covariance is ``sigma^2 (J^T W J)^-1`` with
+    stays in ``depth_range_km``, the epicentre within ``xy_bounds_km`` ((x, y) minimum and
+    maximum, km) when given: picks that fit a source beyond the region the model searches
+    (a distant event's near-plane wave, or chance picks) do not carry it off the map. The covariance is ``sigma^2 (J^T W J)^-1`` with
     ``sigma^2 = sum w r^2 / (n - 4)`` (at least ``min_sigma_s``). Sources with fewer than 4
     picks keep their initial values (NaN uncertainties)."""
     arrivals = np.asarray(arrivals, dtype="float64")
@@ -192,7 +198,9 @@ def relocate(travel_times: TravelTimes, station_xyz: np.ndarray, arrivals: np.nd
     solvable = n_obs >= 4
     theta = np.column_stack([np.asarray(initial_xyz, dtype="float64"), np.asarray(initial_origin_s, dtype="float64")])
     zmin, zmax = depth_range_km
-    theta[:, 2] = np.clip(theta[:, 2], zmin, zmax)
+    lo = np.array([-np.inf, -np.inf, zmin]) if xy_bounds_km is None else np.r_[xy_bounds_km[0], zmin]
+    hi = np.array([np.inf, np.inf, zmax]) if xy_bounds_km is None else np.r_[xy_bounds_km[1], zmax]
+    theta[:, :3] = np.clip(theta[:, :3], lo, hi)
     f2 = loss_scale_s**2
 
     def residuals(t):
@@ -228,7 +236,7 @@ def relocate(travel_times: TravelTimes, station_xyz: np.ndarray, arrivals: np.nd
         lhs = normal + damping[:, None, None] * (np.eye(4) * np.maximum(np.diagonal(normal, axis1=1, axis2=2), 1e-6)[:, None, :])
         step = -np.linalg.solve(lhs + 1e-9 * np.eye(4), gradient[..., None])[..., 0]
         trial = theta + np.where(active[:, None], step, 0.0)
-        trial[:, 2] = np.clip(trial[:, 2], zmin, zmax)
+        trial[:, :3] = np.clip(trial[:, :3], lo, hi)
         r_trial = residuals(trial)
         c_trial = cost(r_trial)
         better = active & (c_trial <= current)

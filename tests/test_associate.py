@@ -326,6 +326,56 @@ def test_chance_counts_only_the_stations_the_model_pairs_with_the_source(associa
     assert 0 < inside.mean() < 1
 
 
+def test_every_event_lies_within_the_region_the_model_searches(associated):
+    """Locations are held within the source graph's extent (genie.detect.source_bounds), whatever
+    the least squares would make of a few picks. The generator spreads this day's events over a
+    wider region than the small test model's source graph, so some (22 %) sit on its edge; most
+    do not."""
+    from genie.detect import source_bounds
+
+    associator, events, _ = associated
+    lo, hi = source_bounds(associator.model)
+    xy = events[["x_km", "y_km"]].to_numpy(dtype="float64")
+    assert len(events) and ((xy >= lo - 1e-9) & (xy <= hi + 1e-9)).all()
+    assert ((xy > lo + 1.0) & (xy < hi - 1.0)).all(1).mean() > 0.6
+
+
+def test_chance_counts_the_stations_holding_the_picks_wherever_the_event_lies(associated, synthetic_day):
+    """A station that holds one of an event's picks was in reach when the pick was associated:
+    its background counts even where the final location puts every station out of the pair
+    range (with none in reach, the chance would be 0, -inf, and the event would always pass)."""
+    import dataclasses
+
+    from genie.associate import chance_log10
+    from genie.detect import residual_gate
+
+    picks, _, stations = synthetic_day
+    associator, _, _ = associated
+    model = associator.model
+    prep = associator.prepare(picks[CONTRACT], stations)
+    origin = float(prep.time_s[len(prep.time_s) // 2])
+    det = pd.DataFrame({"origin_s": [origin], "x_km": [5000.0], "y_km": [0.0], "depth_km": [5.0], "n_p": [4],
+                        "n_s": [2]})
+    held = np.array([0, 1, 2, 3, 0, 1])
+    asg = pd.DataFrame({"pick_index": prep.rows[:6], "event_index": np.zeros(6, dtype=np.int64), "station": held})
+    full, limit = model.config, associator.settings.max_chance_log10
+    model.config = dataclasses.replace(full, max_distance_km=100.0)
+    associator.settings.max_chance_log10 = None
+    try:
+        got, _ = associator._drop_chance_events(det, asg, prep)
+    finally:
+        model.config, associator.settings.max_chance_log10 = full, limit
+    xyz = det[["x_km", "y_km", "depth_km"]].to_numpy()
+    tt = model.travel_times(xyz, model.station_xyz.numpy().astype("float64")) + model.statics.numpy()[None]
+    rates = associator.background_rates(np.array([origin]), asg["pick_index"].to_numpy(), prep)
+    rates *= np.isin(np.arange(model.n_stations), held)[None]
+    gap = associator.settings.availability_gap_s
+    lo, hi = np.searchsorted(prep.time_s, [origin - gap, origin + gap])
+    rates *= associator._activity(prep, int(lo), int(hi))(np.array([origin]))
+    expected = chance_log10(np.array([6]), residual_gate(associator.settings.detect, model.config.kernel_s, tt), rates)
+    assert np.isfinite(got["chance_log10"].iloc[0]) and got["chance_log10"].iloc[0] == pytest.approx(expected[0])
+
+
 def test_picks_with_moveout_destroyed_give_almost_no_events(trained_model_dir, synthetic_day, associated):
     """The false-detection check of the benchmark on synthetic picks: each station's picks moved
     by its own offset of 20-120 s keep their rates but lose their moveout, so an event found

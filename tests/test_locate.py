@@ -172,3 +172,26 @@ def test_coarse_stage_widens_the_gate_by_the_cell_size(tt_cache, monkeypatch):
     monkeypatch.setattr(loc, "coarse_gate", lambda travel_times, g, spacing, depth_spacing: g)
     plain, _, _ = search()
     assert np.linalg.norm(plain[0, :2] - true[:2]) > 20.0
+
+
+def test_locations_stay_within_the_given_epicentre_bounds(layered_tt, network):
+    """Picks of a source 30 km beyond the east edge of a +-50 km box: unbounded, the grid search
+    and the least squares follow them out there; with the box, both stop on its edge (x = 50)
+    and stay near the true north coordinate, while an event inside the box is located as before."""
+    from genie.locate import locate
+
+    true = np.array([[80.0, 5.0, 8.0], [10.0, -5.0, 8.0]])
+    t0 = np.array([30.0, 60.0])
+    arrivals = t0[:, None, None] + layered_tt(true, network)
+    box = (np.array([-50.0, -50.0]), np.array([50.0, 50.0]))
+    start = np.array([[45.0, 0.0, 5.0], [8.0, -3.0, 5.0]])
+    free = relocate(layered_tt, network, arrivals, start, t0 - 1.0, (0.0, 19.0))
+    assert np.abs(free.xyz - true).max() < 0.1
+    boxed = relocate(layered_tt, network, arrivals, start, t0 - 1.0, (0.0, 19.0), xy_bounds_km=box)
+    assert boxed.xyz[0, 0] == pytest.approx(50.0) and abs(boxed.xyz[0, 1] - 5.0) < 5.0
+    assert np.abs(boxed.xyz[1] - true[1]).max() < 0.1
+    grid, _, _ = locate(layered_tt, network, arrivals, start, (0.0, 19.0), radius_km=40.0, xy_bounds_km=box)
+    assert grid[0, 0] <= 50.0 + 1e-9 and grid[0, 0] > 45.0
+    assert np.abs(grid[1, :2] - true[1, :2]).max() < 1.5
+    unbounded, _, _ = locate(layered_tt, network, arrivals, start, (0.0, 19.0), radius_km=40.0)
+    assert unbounded[0, 0] > 70.0
