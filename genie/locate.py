@@ -187,9 +187,10 @@ def relocate(travel_times: TravelTimes, station_xyz: np.ndarray, arrivals: np.nd
     (a 4 x 4 system each); travel-time derivatives by central differences (``step_km``). Depth
     stays in ``depth_range_km``, the epicentre within ``xy_bounds_km`` ((x, y) minimum and
     maximum, km) when given: picks that fit a source beyond the region the model searches
-    (a distant event's near-plane wave, or chance picks) do not carry it off the map. The covariance is ``sigma^2 (J^T W J)^-1`` with
-    ``sigma^2 = sum w r^2 / (n - 4)`` (at least ``min_sigma_s``). Sources with fewer than 4
-    picks keep their initial values (NaN uncertainties)."""
+    (a distant event's near-plane wave, or chance picks) do not carry it off the map. The
+    covariance is ``sigma^2 (J^T W J)^-1`` with ``sigma^2 = sum w r^2 / (n - 4)`` (at least
+    ``min_sigma_s``). Sources with fewer than 4 picks keep their initial values (NaN
+    uncertainties)."""
     arrivals = np.asarray(arrivals, dtype="float64")
     d, s, _ = arrivals.shape
     mask = np.isfinite(arrivals)
