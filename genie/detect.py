@@ -576,6 +576,7 @@ def _relocation_rounds(model: GenieModel, picks: PickTable, store: WindowStore, 
     stations = model.station_xyz.cpu().numpy().astype("float64")
     statics = model.statics.cpu().numpy()
     depth_range = model.location_depths_km
+    bounds = source_bounds(model)
     merge_km, merge_s = _merge_distances(model, settings)
     n = len(origin)
     fresh = np.ones(n, dtype=bool)  # sources whose entries must be (re)computed
@@ -610,7 +611,7 @@ def _relocation_rounds(model: GenieModel, picks: PickTable, store: WindowStore, 
         # labels to 2,312 for 24 km instead of 12,168; the final round's least squares refines it.
         new_xyz, new_origin, _ = locate(model.travel_times, stations, arrivals, xyz[rows], depth_range,
                                         radius_km=2 * c.label_sigma_km, coarse_km=max(2.5, c.label_sigma_km / 4),
-                                        fine_km=fine_km, gate=gate, xy_bounds_km=source_bounds(model))
+                                        fine_km=fine_km, gate=gate, xy_bounds_km=bounds)
         located = np.isfinite(new_origin)
         # Every located source gets its entries and embedding anew: even one that stayed put
         # was scored with its refinement-lattice embedding, not the one at its location.

@@ -199,8 +199,8 @@ def relocate(travel_times: TravelTimes, station_xyz: np.ndarray, arrivals: np.nd
     solvable = n_obs >= 4
     theta = np.column_stack([np.asarray(initial_xyz, dtype="float64"), np.asarray(initial_origin_s, dtype="float64")])
     zmin, zmax = depth_range_km
-    lo = np.array([-np.inf, -np.inf, zmin]) if xy_bounds_km is None else np.r_[xy_bounds_km[0], zmin]
-    hi = np.array([np.inf, np.inf, zmax]) if xy_bounds_km is None else np.r_[xy_bounds_km[1], zmax]
+    xy_lo, xy_hi = xy_bounds_km if xy_bounds_km is not None else (np.full(2, -np.inf), np.full(2, np.inf))
+    lo, hi = np.r_[xy_lo, zmin], np.r_[xy_hi, zmax]
     theta[:, :3] = np.clip(theta[:, :3], lo, hi)
     f2 = loss_scale_s**2
 
