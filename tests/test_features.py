@@ -66,14 +66,15 @@ def test_nearest_k_picks_to_a_target_time():
 
 
 def test_far_kernels_are_exactly_zero_not_denormal():
-    """Kernels below 1e-30 are 0: float32 denormals would slow every later product on a CPU."""
+    """Kernels are lowered by 1e-30, their value at kernel_reach_s, so that they are 0 beyond it:
+    float32 denormals would slow every later product on a CPU."""
     offsets = np.array([0.0, 5.0, 11.0, 12.0, 40.0, 1e5])  # s from the P arrival, kernel 1 s
     table = PickTable(np.arange(6), 10.0 + 3.0 + offsets, np.zeros(6), n_stations=7)  # station 6: no picks
     f = window_features(table, torch.arange(7), torch.tensor([[3.0, 500.0]] * 7), torch.tensor([10.0], dtype=torch.float64),
                         1.0)[0, :, 0]
-    expected = np.exp(-0.5 * np.r_[offsets, np.inf] ** 2)
-    expected[expected < 1e-30] = 0.0
+    expected = np.maximum(np.exp(-0.5 * np.r_[offsets, np.inf] ** 2) - 1e-30, 0.0)
     np.testing.assert_allclose(f.numpy(), expected, rtol=1e-6, atol=0)
+    assert f[0] == 1.0 and f[1] == np.float32(np.exp(-12.5))  # near kernels keep every float32 bit
     assert f[2] > 0 and f[3] == 0 and (f[4:] == 0).all()  # exp(-60.5) = 5e-27 stays, exp(-72) does not
     assert not ((f > 0) & (f < torch.finfo(torch.float32).tiny)).any()
 
