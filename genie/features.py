@@ -1,9 +1,9 @@
 """Window inputs of the GENIE model, computed on the model's device.
 
 For a window with origin time ``t`` and each product node (station ``s``, source ``x``) the
-features are Gaussian kernels ``exp(-dt^2 / (2 kernel_s^2))`` (less 1e-30, their value 11.75 widths
-out, so that they are exactly 0 from there on: :data:`KERNEL_FLOOR`, :func:`kernel_reach_s`) of the time difference ``dt`` between
-the theoretical arrival ``t + T_phase(s, x)`` and
+features are Gaussian kernels ``exp(-dt^2 / (2 kernel_s^2))`` (less 1e-30, their value 11.75
+widths out, so that they are exactly 0 from there on: ``KERNEL_FLOOR``, :func:`kernel_reach_s`)
+of the time difference ``dt`` between the theoretical arrival ``t + T_phase(s, x)`` and
 
 0. the nearest pick of any label at ``s`` to the P arrival,
 1. the nearest pick of any label at ``s`` to the S arrival,
