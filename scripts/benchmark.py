@@ -345,7 +345,11 @@ def main(argv=None) -> int:
 def report(record: dict, args, hours: float, steps) -> list[str]:
     """The markdown tables: one row per scenario and associator, then models and settings."""
     rows = []
-    scenario_order, peer_order = list(record["scenarios"]), list(ALL_ASSOCIATORS)
+    # Scenarios in the order of the list (a resumed run may have written one added to it last),
+    # the calibration days after them.
+    listed = [s.name for s in scenarios(hours)]
+    scenario_order = sorted(record["scenarios"], key=lambda n: listed.index(n) if n in listed else len(listed))
+    peer_order = list(ALL_ASSOCIATORS)
 
     def position(key: str) -> tuple[int, int]:
         scenario, name = key.split(" | ")
@@ -365,8 +369,8 @@ def report(record: dict, args, hours: float, steps) -> list[str]:
                      "origin s": f"{r.get('origin_s', np.nan):.2f}", "seconds": f"{r['seconds']:.1f}",
                      "picks/s": f"{r['picks_per_s']:.0f}", "peak MB": f"{r['peak_mb']:.0f}", "note": ""})
     table = pd.DataFrame(rows).fillna("").set_index("scenario")
-    sc = pd.DataFrame(record["scenarios"]).T[["events", "counted_events", "picks", "true_picks",
-                                              "completeness_magnitude", "reference_events"]]
+    sc = pd.DataFrame(record["scenarios"]).T.loc[scenario_order][
+        ["events", "counted_events", "picks", "true_picks", "completeness_magnitude", "reference_events"]]
     models = pd.DataFrame(record["models"]).T
     versions = {}
     for package in ("torch", "pyocto", "gmma", "numpy"):

@@ -16,7 +16,9 @@ def velocity():
 
 def test_scenario_list_covers_the_issue():
     names = [s.name for s in scenarios()]
-    assert sum(s.network == "grid" and s.velocity_scale == 1 and not s.aftershocks for s in scenarios()) == 9
+    grid = [(s.rate_per_day, s.false_ratio) for s in scenarios()
+            if s.network == "grid" and s.velocity_scale == 1 and not s.aftershocks]
+    assert len(grid) == 10 and {r for r, _ in grid} == {50, 500, 2000, 5000} and (5000, 2.0) in grid
     assert {s.velocity_scale for s in scenarios()} == {0.95, 1.0, 1.05}
     assert any(s.aftershocks == 5000 for s in scenarios()) and any(s.network == "salton" for s in scenarios())
     assert len(set(names)) == len(names) and len({s.seed for s in scenarios()}) == len(names)
