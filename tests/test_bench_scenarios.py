@@ -117,3 +117,28 @@ def test_scenario_errors_reports_the_scenario_and_rejects_a_bad_one(trained_mode
     with pytest.raises(SystemExit) as stop:
         scenario_errors.main(["--scenario", str(tmp_path), "--model", str(trained_model_dir)])
     assert stop.value.code == 2 and "picks.csv" in capsys.readouterr().err
+
+
+def test_report_lists_scenarios_in_the_order_of_the_list_whatever_order_they_were_run():
+    """A resumed run that adds a scenario records it last; the tables still follow the list
+    (the calibration days after the scenarios), ours before the peers within a scenario."""
+    from argparse import Namespace
+
+    from scripts import benchmark
+
+    listed = [s.name for s in scenarios(6.0)]
+    late, early = listed[9], listed[0]  # 5,000/day, then 50/day: recorded in the wrong order
+    calibration = f"{listed[4]} (calibration day)"
+    info = {"events": 1, "counted_events": 1, "picks": 10, "true_picks": 5, "completeness_magnitude": 1.0,
+            "reference_events": 1}
+    score = {"f1": 1.0, "precision": 1.0, "recall": 1.0, "pick_precision": 1.0, "pick_recall": 1.0,
+             "seconds": 1.0, "picks_per_s": 10.0, "peak_mb": 500.0}
+    record = {"scenarios": {late: info, calibration: info, early: info}, "models": {},
+              "runs": {f"{late} | pyocto": score, f"{early} | genie": score, f"{late} | genie": score}}
+    text = "\n".join(benchmark.report(record, Namespace(threads=2, config="small"), 6.0, 4000))
+    runs, scenario_table = text.split("Scenarios:")
+    rows = [line.split(" | ")[:2] for line in runs.splitlines() if line.startswith(f"| {early}") or
+            line.startswith(f"| {late}")]
+    assert rows == [[f"| {early}", "genie"], [f"| {late}", "genie"], [f"| {late}", "pyocto"]]
+    order = [line.split(" | ")[0] for line in scenario_table.splitlines() if line.startswith("| ")][1:]
+    assert order[:3] == [f"| {early}", f"| {late}", f"| {calibration}"]
