@@ -65,7 +65,7 @@ from catalogs.picks import match_station_ids
 from catalogs.projection import epicentral_distance_km
 from catalogs.schema import InputError, seconds_since
 from genie.allocator import retain_freed_memory
-from genie.availability import operating_dates, station_activity
+from genie.availability import StationActivity, operating_dates
 from genie.detect import ASSIGNMENT_COLUMNS, EVENT_COLUMNS, DetectSettings, detect, residual_gate
 from genie.features import PickTable
 from genie.graphs import within_range
@@ -292,13 +292,7 @@ class Associator:
         gap = self.settings.availability_gap_s
         a = np.searchsorted(prep.time_s, prep.time_s[lo] - gap if hi > lo else 0.0)
         b = np.searchsorted(prep.time_s, prep.time_s[hi - 1] + gap, side="right") if hi > lo else a
-        station, times = prep.station[a:b], prep.time_s[a:b]
-        n_sta = self.model.n_stations
-
-        def activity(query_s):
-            return station_activity(station, times, n_sta, query_s, gap, *prep.operating)
-
-        return activity
+        return StationActivity(prep.station[a:b], prep.time_s[a:b], self.model.n_stations, gap, *prep.operating)
 
     def overlap_s(self) -> float:
         """Overlap of the chunks (s): the longest predicted travel time plus two label widths."""

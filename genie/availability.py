@@ -41,28 +41,50 @@ def operating_dates(stations: pd.DataFrame, epoch: pd.Timestamp) -> tuple[np.nda
     return bounds[0], bounds[1]
 
 
+class StationActivity:
+    """Which stations are active when, for many queries on one set of picks: ``[T, S]`` bool for
+    query times ``query_s [T]`` (s), given the picks (``station [n]`` index, ``time_s [n]`` s),
+    the gap ``gap_s`` and the operating dates ``start_s, end_s [S]``.
+
+    The picks' sorted keys are built once (each station's picks on their own stretch of one
+    axis); a query costs one binary search per station. Detection asks for the active stations
+    of every pass of windows, so sorting the picks per query cost more than the query itself."""
+
+    def __init__(self, station: np.ndarray, time_s: np.ndarray, n_stations: int, gap_s: float,
+                 start_s: np.ndarray | None = None, end_s: np.ndarray | None = None):
+        station = np.asarray(station, dtype=np.int64)
+        time_s = np.asarray(time_s, dtype="float64")
+        self.n_stations, self.gap_s, self.start_s, self.end_s = n_stations, float(gap_s), start_s, end_s
+        if len(time_s):
+            # Queries are clipped to within gap_s + 1 s of the picks (farther, no pick is within
+            # the gap either way), so stretches of span hold every clipped query of a station.
+            self.lo, self.hi = float(time_s.min()) - self.gap_s - 1.0, float(time_s.max()) + self.gap_s + 1.0
+            self.span = self.hi - self.lo + 2 * self.gap_s + 1.0
+            self.keys = np.sort(station * self.span + (time_s - self.lo))
+            self.owner = np.floor(self.keys / self.span).astype(np.int64)
+        else:
+            self.keys = None
+
+    def __call__(self, query_s: np.ndarray) -> np.ndarray:
+        query = np.asarray(query_s, dtype="float64")
+        n_sta = self.n_stations
+        active = np.zeros((len(query), n_sta), dtype=bool)
+        if self.keys is not None:
+            target = np.arange(n_sta)[None, :] * self.span + (np.clip(query, self.lo, self.hi)[:, None] - self.lo)
+            pos = np.searchsorted(self.keys, target)
+            for side in (pos - 1, pos):
+                k = np.clip(side, 0, len(self.keys) - 1)
+                active |= (self.owner[k] == np.arange(n_sta)[None, :]) & (np.abs(self.keys[k] - target) <= self.gap_s)
+        if self.start_s is not None:
+            active &= query[:, None] >= np.asarray(self.start_s)[None, :]
+        if self.end_s is not None:
+            active &= query[:, None] <= np.asarray(self.end_s)[None, :]
+        return active
+
+
 def station_activity(station: np.ndarray, time_s: np.ndarray, n_stations: int, query_s: np.ndarray,
                      gap_s: float, start_s: np.ndarray | None = None, end_s: np.ndarray | None = None) -> np.ndarray:
     """``[T, S]`` bool: station active at each query time ``query_s [T]`` (s) given its picks
-    (``station [n]`` index, ``time_s [n]`` s) and operating dates ``start_s, end_s [S]``."""
-    query = np.asarray(query_s, dtype="float64")
-    station = np.asarray(station, dtype=np.int64)
-    time_s = np.asarray(time_s, dtype="float64")
-    active = np.zeros((len(query), n_stations), dtype=bool)
-    if len(time_s):
-        # One sorted key array: each station's picks occupy their own stretch of the axis.
-        lo = min(time_s.min(), query.min() if len(query) else 0.0)
-        span = max(time_s.max(), query.max() if len(query) else 0.0) - lo + 4 * gap_s + 1.0
-        keys = np.sort(station * span + (time_s - lo))
-        owner = np.floor(keys / span).astype(np.int64)
-        target = np.arange(n_stations)[None, :] * span + (query[:, None] - lo)
-        pos = np.searchsorted(keys, target)
-        for side in (pos - 1, pos):
-            k = np.clip(side, 0, len(keys) - 1)
-            near = (owner[k] == np.arange(n_stations)[None, :]) & (np.abs(keys[k] - target) <= gap_s)
-            active |= near
-    if start_s is not None:
-        active &= query[:, None] >= np.asarray(start_s)[None, :]
-    if end_s is not None:
-        active &= query[:, None] <= np.asarray(end_s)[None, :]
-    return active
+    (``station [n]`` index, ``time_s [n]`` s) and operating dates ``start_s, end_s [S]``
+    (one query of :class:`StationActivity`)."""
+    return StationActivity(station, time_s, n_stations, gap_s, start_s, end_s)(query_s)

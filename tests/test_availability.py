@@ -24,3 +24,24 @@ def test_gaps_and_operating_dates():
     assert end[0] == 3000.0 and np.isinf(end[1]) and np.isinf(start).all()
     dated = station_activity(station, times, 3, query, 1800.0, start, end)
     assert dated[:, 0].tolist() == [True, True, False, False]
+
+
+def test_station_activity_built_once_answers_as_the_one_shot_function():
+    """The precomputed keys answer every query as sorting the picks per query did, including
+    queries days away from the picks (clipped: no pick within the gap) and 10 ms either side of
+    the gap."""
+    from genie.availability import StationActivity
+
+    rng = np.random.default_rng(3)
+    station = rng.integers(0, 4, 500)
+    times = np.sort(rng.uniform(0.0, 86400.0, 500))
+    activity = StationActivity(station, times, 5, 1800.0)
+    query = np.r_[rng.uniform(-5 * 86400.0, 6 * 86400.0, 300), times[:20] + 1799.99, times[:20] - 1800.01]
+    expected = np.zeros((len(query), 5), dtype=bool)
+    for j in range(5):  # the rule, station by station
+        t = times[station == j]
+        if len(t):
+            expected[:, j] = np.abs(query[:, None] - t[None, :]).min(1) <= 1800.0
+    assert np.array_equal(activity(query), expected)
+    assert np.array_equal(activity(query[:7]), station_activity(station, times, 5, query[:7], 1800.0))
+    assert not activity(np.array([-1e7, 1e7])).any() and not expected[:, 4].any()
