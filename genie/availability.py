@@ -67,24 +67,17 @@ class StationActivity:
 
     def __call__(self, query_s: np.ndarray) -> np.ndarray:
         query = np.asarray(query_s, dtype="float64")
-        n_sta = self.n_stations
-        active = np.zeros((len(query), n_sta), dtype=bool)
+        column = np.arange(self.n_stations)[None, :]
+        active = np.zeros((len(query), self.n_stations), dtype=bool)
         if self.keys is not None:
-            target = np.arange(n_sta)[None, :] * self.span + (np.clip(query, self.lo, self.hi)[:, None] - self.lo)
+            target = column * self.span + (np.clip(query, self.lo, self.hi)[:, None] - self.lo)
             pos = np.searchsorted(self.keys, target)
             for side in (pos - 1, pos):
                 k = np.clip(side, 0, len(self.keys) - 1)
-                active |= (self.owner[k] == np.arange(n_sta)[None, :]) & (np.abs(self.keys[k] - target) <= self.gap_s)
+                active |= (self.owner[k] == column) & (np.abs(self.keys[k] - target) <= self.gap_s)
         if self.start_s is not None:
             active &= query[:, None] >= np.asarray(self.start_s)[None, :]
         if self.end_s is not None:
             active &= query[:, None] <= np.asarray(self.end_s)[None, :]
         return active
 
-
-def station_activity(station: np.ndarray, time_s: np.ndarray, n_stations: int, query_s: np.ndarray,
-                     gap_s: float, start_s: np.ndarray | None = None, end_s: np.ndarray | None = None) -> np.ndarray:
-    """``[T, S]`` bool: station active at each query time ``query_s [T]`` (s) given its picks
-    (``station [n]`` index, ``time_s [n]`` s) and operating dates ``start_s, end_s [S]``
-    (one query of :class:`StationActivity`)."""
-    return StationActivity(station, time_s, n_stations, gap_s, start_s, end_s)(query_s)
