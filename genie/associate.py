@@ -64,6 +64,7 @@ from catalogs.matching import match_catalogs
 from catalogs.picks import match_station_ids
 from catalogs.projection import epicentral_distance_km
 from catalogs.schema import InputError, seconds_since
+from generator.params import GeneratorParams
 from genie.allocator import retain_freed_memory
 from genie.availability import StationActivity, operating_dates
 from genie.detect import ASSIGNMENT_COLUMNS, EVENT_COLUMNS, DetectSettings, detect, residual_gate
@@ -122,7 +123,13 @@ def _settings_from(model_dir: Path, overrides: dict) -> AssociatorSettings:
     if bad:
         raise InputError(f"unknown detection setting(s) {bad}; known: {sorted(detect_names)}")
     own = {k: v for k, v in overrides.items() if k in own_names}
-    return AssociatorSettings(**own, detect=DetectSettings(**detect_values))
+    detect = DetectSettings(**detect_values)
+    params_path = model_dir / "generator_params.json"
+    if params_path.is_file():
+        # Terms a model trained before they existed leaves unset (the pick timing errors of the
+        # location uncertainties) come from the generator it was trained on.
+        detect = detect.for_generator(GeneratorParams.from_json(params_path))
+    return AssociatorSettings(**own, detect=detect)
 
 
 def chance_log10(n_picks: np.ndarray, gates_s: np.ndarray, rates_per_s: np.ndarray) -> np.ndarray:

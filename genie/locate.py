@@ -176,7 +176,8 @@ def azimuthal_gap(xyz: np.ndarray, station_xyz: np.ndarray, used: np.ndarray) ->
 def relocate(travel_times: TravelTimes, station_xyz: np.ndarray, arrivals: np.ndarray, initial_xyz: np.ndarray,
              initial_origin_s: np.ndarray, depth_range_km: tuple[float, float], loss_scale_s: float = 0.3,
              min_sigma_s: float = 0.05, iterations: int = 25, step_km: float = 0.2,
-             xy_bounds_km: tuple[np.ndarray, np.ndarray] | None = None) -> Location:
+             xy_bounds_km: tuple[np.ndarray, np.ndarray] | None = None,
+             pick_sigma_s: np.ndarray | None = None, origin_bias_s: float = 0.0) -> Location:
     """Robust least-squares hypocentres of sources with ``arrivals [D, S, 2]`` (s, NaN where no
     pick; already corrected for station statics) from ``initial_xyz [D, 3]`` and
     ``initial_origin_s [D]``.
@@ -187,10 +188,18 @@ def relocate(travel_times: TravelTimes, station_xyz: np.ndarray, arrivals: np.nd
     (a 4 x 4 system each); travel-time derivatives by central differences (``step_km``). Depth
     stays in ``depth_range_km``, the epicentre within ``xy_bounds_km`` ((x, y) minimum and
     maximum, km) when given: picks that fit a source beyond the region the model searches
-    (a distant event's near-plane wave, or chance picks) do not carry it off the map. The
-    covariance is ``sigma^2 (J^T W J)^-1`` with ``sigma^2 = sum w r^2 / (n - 4)`` (at least
-    ``min_sigma_s``). Sources with fewer than 4 picks keep their initial values (NaN
-    uncertainties)."""
+    (a distant event's near-plane wave, or chance picks) do not carry it off the map.
+
+    The covariance is that of this estimator under independent pick errors of a priori standard
+    deviations ``pick_sigma_s [D, S, 2]`` (s; ``min_sigma_s`` everywhere when None): the sandwich
+    ``A^-1 J^T W Sigma W J A^-1`` with ``A = J^T W J`` (``W`` the loss weights at the solution,
+    ``Sigma`` the a priori variances), times ``max(1, sum w (r / sigma)^2 / (n - 4))`` so that
+    residuals larger than the a priori errors (wrong picks, a velocity model off) widen it but
+    a few lucky small residuals never shrink it below what the timing errors allow. An unweighted
+    fit weighs a far station's loose S pick as a near P, and the sandwich counts that. A timing
+    error common to all of a source's picks (std ``origin_bias_s``, s) moves only its origin
+    time and adds to that variance. Sources with fewer than 4 picks keep their initial values
+    (NaN uncertainties)."""
     arrivals = np.asarray(arrivals, dtype="float64")
     d, s, _ = arrivals.shape
     mask = np.isfinite(arrivals)
@@ -249,13 +258,23 @@ def relocate(travel_times: TravelTimes, station_xyz: np.ndarray, arrivals: np.nd
 
     jac = jacobian(theta).reshape(d, -1, 4)
     w = (1.0 / np.sqrt(1.0 + r**2 / f2)).reshape(d, -1)
-    normal = (jac.transpose(0, 2, 1) * w[:, None, :]) @ jac
+    jtw = jac.transpose(0, 2, 1) * w[:, None, :]
+    normal = jtw @ jac
+    prior = np.full((d, s, 2), float(min_sigma_s)) if pick_sigma_s is None else \
+        np.broadcast_to(np.asarray(pick_sigma_s, dtype="float64"), (d, s, 2))
+    variance = np.where(mask, np.maximum(prior, 1e-6) ** 2, 0.0).reshape(d, -1)
+    meat = (jtw * variance[:, None, :]) @ jtw.transpose(0, 2, 1)
     dof = np.maximum(n_obs - 4, 1)
-    sigma2 = np.maximum((w * r.reshape(d, -1) ** 2).sum(1) / dof, min_sigma_s**2)
+    spread = np.where(mask.reshape(d, -1), w * r.reshape(d, -1) ** 2 / np.where(variance > 0, variance, 1.0), 0.0)
+    factor = np.maximum(spread.sum(1) / dof, 1.0)
     covariance = np.full((d, 4, 4), np.nan)
-    ok = solvable & (np.linalg.matrix_rank(normal[solvable]) == 4 if solvable.any() else solvable)
+    ok = solvable.copy()
+    if solvable.any():
+        ok[solvable] = np.linalg.matrix_rank(normal[solvable]) == 4
     if ok.any():
-        covariance[ok] = np.linalg.inv(normal[ok]) * sigma2[ok, None, None]
+        bread = np.linalg.inv(normal[ok])
+        covariance[ok] = bread @ meat[ok] @ bread * factor[ok, None, None]
+        covariance[ok, 3, 3] += origin_bias_s**2
     horizontal = np.sqrt(np.linalg.eigvalsh(np.nan_to_num(covariance[:, :2, :2]))[:, -1])
     horizontal[~ok] = np.nan
     residual = np.where(mask, r, np.nan)

@@ -204,6 +204,29 @@ def test_unknown_setting_is_an_error(trained_model_dir):
         Associator.from_pretrained(trained_model_dir, chunk_hours=3)
 
 
+def test_timing_terms_a_model_lacks_come_from_its_generator(trained_model_dir, tmp_path):
+    """A model trained before the location uncertainties' timing terms existed (its
+    train_config.json without them) gets them from the generator_params.json beside it, as a
+    model trained now writes them; a user's override stays."""
+    import shutil
+
+    from generator.params import GeneratorParams
+
+    params = GeneratorParams.from_json(trained_model_dir / "generator_params.json")
+    trained = Associator.from_pretrained(trained_model_dir, device="cpu").settings.detect
+    assert trained.pick_sigma_floor_s == pytest.approx(np.hypot(params.timing_floor_s, params.timing_corr_s))
+    assert trained.origin_bias_s == pytest.approx(params.event_bias_s)
+    old = tmp_path / "old_model"
+    shutil.copytree(trained_model_dir, old)
+    config = json.loads((old / "train_config.json").read_text())
+    for name in ("pick_sigma_floor_s", "origin_bias_s"):
+        del config["train"]["detect"][name]
+    (old / "train_config.json").write_text(json.dumps(config))
+    filled = Associator.from_pretrained(old, device="cpu").settings.detect
+    assert (filled.pick_sigma_floor_s, filled.origin_bias_s) == (trained.pick_sigma_floor_s, trained.origin_bias_s)
+    assert Associator.from_pretrained(old, device="cpu", origin_bias_s=0.0).settings.detect.origin_bias_s == 0.0
+
+
 def test_cli_associate_end_to_end(trained_model_dir, synthetic_day, tmp_path, capsys):
     picks, truth, stations = synthetic_day
     picks_path, stations_path, reference = tmp_path / "picks.csv", tmp_path / "stations.csv", tmp_path / "truth.csv"

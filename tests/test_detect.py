@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import pandas as pd
 
 from genie.detect import (ASSIGNMENT_COLUMNS, CPU_PASS_BYTES, EVENT_COLUMNS, DetectSettings, WindowStore,
@@ -227,6 +228,36 @@ def test_residual_gate_follows_the_generator_timing_errors():
     assert 0.98 < kept[..., 0].mean() < 0.99 and 0.98 < kept[..., 1].mean() < 0.99
     old = np.abs(errors) <= residual_gate(DetectSettings(max_residual_s=0.5, residual_fraction=0.03), 1.5, travel)
     assert old[..., 1].mean() < 0.8
+
+
+def test_pick_sigma_is_the_generator_timing_error_spread():
+    """The a priori pick errors of the location uncertainties, filled from the generator: their
+    standard deviation matches that of the generator's arrival errors (independent floor and
+    fraction, correlated station field, S factor; the per-event bias apart, which goes to the
+    origin time) within 20 % near and far (one floor for the independent and correlated parts
+    overstates it by up to 15 % where the fraction reaches the independent floor); explicit
+    settings stay; without a generator the floor is DEFAULT_PICK_SIGMA_S and no bias is added."""
+    from generator.network import Network
+    from generator.params import GeneratorParams
+    from generator.timing import arrival_errors
+    from genie.detect import DEFAULT_PICK_SIGMA_S, pick_sigma
+
+    params = GeneratorParams().replace(timing_distribution="laplace", timing_fraction=0.02, s_timing_factor=1.5,
+                                       timing_floor_s=0.06, event_bias_s=0.0, timing_corr_s=0.08)
+    settings = DetectSettings(residual_fraction=None, s_residual_factor=None).for_generator(params)
+    assert settings.pick_sigma_floor_s == pytest.approx(0.1) and settings.origin_bias_s == 0.0
+    stations = pd.DataFrame({"station_id": ["A", "B"], "latitude": [33.0, 33.5], "longitude": [-116.0, -116.0],
+                             "elevation_m": [0.0, 0.0]})
+    network = Network.from_stations(stations)
+    for p_s in (2.0, 20.0):
+        travel = np.broadcast_to(np.array([[[p_s, 1.75 * p_s]]]), (20000, 2, 2)).copy()
+        spread = arrival_errors(travel, network, params, np.random.default_rng(1)).std(axis=0)  # [2 stations, 2]
+        assert np.allclose(spread, pick_sigma(settings, travel[0]), rtol=0.2)
+    kept = DetectSettings(pick_sigma_floor_s=0.3, origin_bias_s=0.2).for_generator(params.replace(event_bias_s=0.05))
+    assert (kept.pick_sigma_floor_s, kept.origin_bias_s) == (0.3, 0.2)
+    bare = DetectSettings(residual_fraction=0.0)
+    assert np.allclose(pick_sigma(bare, np.array([[5.0, 9.0]])), DEFAULT_PICK_SIGMA_S)
+    assert bare.origin_bias_s is None
 
 
 def test_cpu_pass_size_follows_the_product_graph(tiny_model):
