@@ -58,6 +58,24 @@ def _finite(value) -> bool:
     return value is not None and not (isinstance(value, float) and np.isnan(value))
 
 
+# A 1-sigma error ellipse holds a 2-D normal error with this probability (%): 1 - exp(-1/2).
+ELLIPSE_CONFIDENCE_PERCENT = 39.35
+
+
+def _origin_uncertainty(major_km: float, minor_km, azimuth_deg):
+    """QuakeML OriginUncertainty: the 1-sigma ellipse when its minor axis and azimuth are given
+    (``horizontal_uncertainty`` is then the semi-major axis as well), else the circle of
+    ``major_km``."""
+    from obspy.core.event import OriginUncertainty
+
+    if not (_finite(minor_km) and _finite(azimuth_deg)):
+        return OriginUncertainty(horizontal_uncertainty=major_km * 1000.0, preferred_description="horizontal uncertainty")
+    return OriginUncertainty(horizontal_uncertainty=major_km * 1000.0, max_horizontal_uncertainty=major_km * 1000.0,
+                             min_horizontal_uncertainty=float(minor_km) * 1000.0,
+                             azimuth_max_horizontal_uncertainty=float(azimuth_deg),
+                             preferred_description="uncertainty ellipse", confidence_level=ELLIPSE_CONFIDENCE_PERCENT)
+
+
 def to_obspy(events: pd.DataFrame, assignments: pd.DataFrame | None = None, picks: pd.DataFrame | None = None):
     """Build an :class:`obspy.core.event.Catalog` from contract tables (see module doc)."""
     from obspy import UTCDateTime
@@ -70,7 +88,6 @@ def to_obspy(events: pd.DataFrame, assignments: pd.DataFrame | None = None, pick
         Magnitude,
         Origin,
         OriginQuality,
-        OriginUncertainty,
         Pick,
         QuantityError,
         ResourceIdentifier,
@@ -112,9 +129,8 @@ def to_obspy(events: pd.DataFrame, assignments: pd.DataFrame | None = None, pick
             origin.depth_errors = QuantityError(uncertainty=float(unc) * 1000.0)
         unc = getattr(ev, "horizontal_uncertainty_km", None)
         if _finite(unc):
-            origin.origin_uncertainty = OriginUncertainty(
-                horizontal_uncertainty=float(unc) * 1000.0, preferred_description="horizontal uncertainty"
-            )
+            origin.origin_uncertainty = _origin_uncertainty(float(unc), getattr(ev, "min_horizontal_uncertainty_km", None),
+                                                            getattr(ev, "azimuth_max_horizontal_uncertainty_deg", None))
         event = Event(resource_id=rid("event", eid), event_type="earthquake")
         score = getattr(ev, "score", None)
         if _finite(score):
@@ -223,7 +239,10 @@ def from_obspy(catalog, name: str = "Catalog") -> tuple[pd.DataFrame, pd.DataFra
                 n_phase[phase] = n_phase.get(phase, 0) + 1
                 residual = arrival.time_residual if arrival.time_residual is not None else np.nan
                 assignment_rows.append((len(pick_rows) - 1, eid, phase, residual, _extra_score(arrival)))
-        hu = origin.origin_uncertainty.horizontal_uncertainty if origin.origin_uncertainty else None
+        ou = origin.origin_uncertainty
+        hu = ou.horizontal_uncertainty if ou else None
+        if ou and hu is None:
+            hu = ou.max_horizontal_uncertainty
         quality = origin.quality
         rows.append(
             {
@@ -239,6 +258,10 @@ def from_obspy(catalog, name: str = "Catalog") -> tuple[pd.DataFrame, pd.DataFra
                 "score": _extra_score(event),
                 "rms_s": quality.standard_error if quality and quality.standard_error is not None else np.nan,
                 "horizontal_uncertainty_km": hu / 1000.0 if hu is not None else np.nan,
+                "min_horizontal_uncertainty_km": ou.min_horizontal_uncertainty / 1000.0
+                if ou and ou.min_horizontal_uncertainty is not None else np.nan,
+                "azimuth_max_horizontal_uncertainty_deg": ou.azimuth_max_horizontal_uncertainty
+                if ou and ou.azimuth_max_horizontal_uncertainty is not None else np.nan,
                 "depth_uncertainty_km": origin.depth_errors.uncertainty / 1000.0
                 if origin.depth_errors and origin.depth_errors.uncertainty is not None
                 else np.nan,

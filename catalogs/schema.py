@@ -12,7 +12,10 @@ picks      ``station_id`` (str), ``time`` (UTC), ``phase`` (``P``/``S``), ``scor
 events     ``event_id`` (str), ``time`` (UTC), ``latitude``, ``longitude`` (deg),
            ``depth_km`` (km, down), ``magnitude`` (may be NaN); optional ``x_km``, ``y_km``,
            ``n_p``, ``n_s``, ``score``, ``rms_s``, ``magnitude_type``,
-           ``horizontal_uncertainty_km``, ``depth_uncertainty_km``, ``time_uncertainty_s``,
+           ``horizontal_uncertainty_km`` (1-sigma, the error ellipse's semi-major axis),
+           ``min_horizontal_uncertainty_km`` (its semi-minor axis),
+           ``azimuth_max_horizontal_uncertainty_deg`` (of the semi-major axis, clockwise from
+           north, 0-180), ``depth_uncertainty_km``, ``time_uncertainty_s``,
            ``magnitude_uncertainty``
 assignments ``pick_index`` (row of the picks table), ``event_id``, ``phase``,
            ``residual_s`` (observed minus predicted, s), ``score`` (association score)
@@ -42,6 +45,8 @@ OPTIONAL_EVENT_COLUMNS = [
     "rms_s",
     "magnitude_type",
     "horizontal_uncertainty_km",
+    "min_horizontal_uncertainty_km",
+    "azimuth_max_horizontal_uncertainty_deg",
     "depth_uncertainty_km",
     "time_uncertainty_s",
     "magnitude_uncertainty",
@@ -103,6 +108,8 @@ EVENT_ALIASES: Aliases = {
     "rms_s": [("rms_s", 1.0), ("rms", 1.0)],
     "magnitude_type": [("magnitude_type", None), ("magtype", None)],
     "horizontal_uncertainty_km": [("horizontal_uncertainty_km", 1.0), ("horizontalerror", 1.0)],
+    "min_horizontal_uncertainty_km": [("min_horizontal_uncertainty_km", 1.0)],
+    "azimuth_max_horizontal_uncertainty_deg": [("azimuth_max_horizontal_uncertainty_deg", 1.0)],
     "depth_uncertainty_km": [("depth_uncertainty_km", 1.0), ("deptherror", 1.0)],
     "time_uncertainty_s": [("time_uncertainty_s", 1.0), ("timeerror", 1.0)],
     "magnitude_uncertainty": [("magnitude_uncertainty", 1.0), ("magerror", 1.0)],

@@ -406,6 +406,9 @@ class Associator:
             "probability_sum": det["probability_sum"].to_numpy(dtype="float64"),
             "rms_s": det["rms_s"].to_numpy(dtype="float64"),
             "horizontal_uncertainty_km": det["horizontal_uncertainty_km"].to_numpy(dtype="float64"),
+            "min_horizontal_uncertainty_km": det["min_horizontal_uncertainty_km"].to_numpy(dtype="float64"),
+            "azimuth_max_horizontal_uncertainty_deg":
+                det["azimuth_max_horizontal_uncertainty_deg"].to_numpy(dtype="float64"),
             "depth_uncertainty_km": det["depth_uncertainty_km"].to_numpy(dtype="float64"),
             "time_uncertainty_s": det["time_uncertainty_s"].to_numpy(dtype="float64"),
             "gap_deg": det["gap_deg"].to_numpy(dtype="float64"),

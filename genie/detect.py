@@ -150,8 +150,8 @@ class DetectSettings:
 DEFAULT_PICK_SIGMA_S = 0.1
 
 EVENT_COLUMNS = ["origin_s", "x_km", "y_km", "depth_km", "likelihood", "probability_sum", "misfit_s", "rms_s",
-                 "n_p", "n_s", "n_stations", "n_p_and_s", "horizontal_uncertainty_km", "depth_uncertainty_km", "time_uncertainty_s",
-                 "gap_deg"]
+                 "n_p", "n_s", "n_stations", "n_p_and_s", "horizontal_uncertainty_km", "min_horizontal_uncertainty_km",
+                 "azimuth_max_horizontal_uncertainty_deg", "depth_uncertainty_km", "time_uncertainty_s", "gap_deg"]
 ASSIGNMENT_COLUMNS = ["pick_index", "event_index", "phase", "probability", "residual_s", "station"]
 
 
@@ -745,7 +745,8 @@ def locate_and_associate(model: GenieModel, picks: PickTable, store: WindowStore
     good = meets(tally, stats["probability_sum"], rules)
     events = pd.DataFrame({"origin_s": loc.origin_s, "x_km": loc.xyz[:, 0], "y_km": loc.xyz[:, 1],
                            "depth_km": loc.xyz[:, 2], "likelihood": likelihood, **stats,
-                           "horizontal_uncertainty_km": loc.horizontal_km, "depth_uncertainty_km": loc.depth_km,
+                           "horizontal_uncertainty_km": loc.horizontal_km, "min_horizontal_uncertainty_km": loc.minor_km,
+                           "azimuth_max_horizontal_uncertainty_deg": loc.azimuth_deg, "depth_uncertainty_km": loc.depth_km,
                            "time_uncertainty_s": loc.time_s, "gap_deg": loc.gap_deg})[EVENT_COLUMNS]
     good_idx = np.flatnonzero(good)
     events = events.iloc[good_idx]
@@ -775,7 +776,8 @@ def detect(model: GenieModel, picks: PickTable, start_s: float, end_s: float, se
     Returns ``(events, assignments)``: events with ``origin_s`` (s), ``x_km, y_km, depth_km``,
     ``likelihood`` (0-1), ``probability_sum`` (summed association probability of its picks),
     ``misfit_s`` (mean absolute residual), ``rms_s``, ``n_p, n_s, n_stations``, 1-sigma
-    ``horizontal_uncertainty_km`` (semi-major axis), ``depth_uncertainty_km``,
+    ``horizontal_uncertainty_km`` (semi-major axis), ``min_horizontal_uncertainty_km`` (semi-minor),
+    ``azimuth_max_horizontal_uncertainty_deg`` (of the semi-major axis), ``depth_uncertainty_km``,
     ``time_uncertainty_s`` and ``gap_deg``; assignments with ``pick_index`` (row of the arrays
     the pick table was built from), ``event_index`` (row of events), ``phase``,
     ``probability``, ``residual_s`` (pick minus predicted arrival, statics included) and

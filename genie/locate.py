@@ -146,7 +146,8 @@ class Location:
     where no pick), ``rms_s [D]`` (root mean square residual), ``covariance [D, 4, 4]`` (x, y,
     depth in km, origin in s), ``horizontal_km`` (1-sigma semi-major axis of the epicentral
     ellipse), ``depth_km`` and ``time_s`` (1-sigma), ``gap_deg`` (largest azimuthal gap between
-    the stations with picks), ``converged [D]``."""
+    the stations with picks), ``converged [D]``; ``minor_km`` (1-sigma semi-minor axis) and
+    ``azimuth_deg`` (of the semi-major axis, clockwise from north, 0-180) complete the ellipse."""
 
     xyz: np.ndarray
     origin_s: np.ndarray
@@ -158,6 +159,8 @@ class Location:
     time_s: np.ndarray
     gap_deg: np.ndarray
     converged: np.ndarray
+    minor_km: np.ndarray
+    azimuth_deg: np.ndarray
 
 
 def azimuthal_gap(xyz: np.ndarray, station_xyz: np.ndarray, used: np.ndarray) -> np.ndarray:
@@ -275,10 +278,14 @@ def relocate(travel_times: TravelTimes, station_xyz: np.ndarray, arrivals: np.nd
         bread = np.linalg.inv(normal[ok])
         covariance[ok] = bread @ meat[ok] @ bread * factor[ok, None, None]
         covariance[ok, 3, 3] += origin_bias_s**2
-    horizontal = np.sqrt(np.linalg.eigvalsh(np.nan_to_num(covariance[:, :2, :2]))[:, -1])
-    horizontal[~ok] = np.nan
+    values, vectors = np.linalg.eigh(np.nan_to_num(covariance[:, :2, :2]))
+    axes = np.sqrt(np.maximum(values, 0.0))
+    axes[~ok] = np.nan
+    # The semi-major axis's direction (x east, y north) as an azimuth; an axis has no sign.
+    azimuth = np.mod(np.degrees(np.arctan2(vectors[:, 0, 1], vectors[:, 1, 1])), 180.0)
+    azimuth[~ok] = np.nan
     residual = np.where(mask, r, np.nan)
     rms = np.where(n_obs > 0, np.sqrt((r**2).reshape(d, -1).sum(1) / np.maximum(n_obs, 1)), np.nan)
-    return Location(theta[:, :3], theta[:, 3], residual, rms, covariance, horizontal,
+    return Location(theta[:, :3], theta[:, 3], residual, rms, covariance, axes[:, 1],
                     np.sqrt(covariance[:, 2, 2]), np.sqrt(covariance[:, 3, 3]),
-                    azimuthal_gap(theta, station_xyz, mask.any(2)), converged)
+                    azimuthal_gap(theta, station_xyz, mask.any(2)), converged, axes[:, 0], azimuth)

@@ -64,6 +64,9 @@ def test_planted_events_are_recovered_with_their_picks(associated, synthetic_day
     # Locations: median epicentral error of a couple of km; uncertainties reported.
     assert pairs["distance_km"].median() < 3.0
     assert events["horizontal_uncertainty_km"].notna().mean() > 0.9 and (events["gap_deg"] <= 360).all()
+    ellipse = events.dropna(subset=["horizontal_uncertainty_km"])
+    assert (ellipse["min_horizontal_uncertainty_km"] <= ellipse["horizontal_uncertainty_km"]).all()
+    assert ellipse["azimuth_max_horizontal_uncertainty_deg"].between(0.0, 180.0).all()
     # The static of XX.S00 (0.3 s P, 0.6 s S) is in the model: its residuals are centred.
     s00 = assignments[picks["station_id"].to_numpy()[assignments["pick_index"]] == "XX.S00"]
     assert abs(s00["residual_s"].median()) < 0.15

@@ -77,6 +77,10 @@ def associated_tables():
     events = make_events([0.0, 60.0], [33.0, 33.1], [-115.5, -115.6], depths=[5.0, 7.5], mags=[2.0, np.nan], ids=["a", "b"])
     events["score"] = [0.9, 0.8]
     events["rms_s"] = [0.12, 0.3]
+    # Event a: a 1-sigma ellipse 2.0 x 0.5 km, semi-major axis N 60 E; event b: a circle only.
+    events["horizontal_uncertainty_km"] = [2.0, 0.8]
+    events["min_horizontal_uncertainty_km"] = [0.5, np.nan]
+    events["azimuth_max_horizontal_uncertainty_deg"] = [60.0, np.nan]
     picks = pd.DataFrame(
         {
             "station_id": ["CI.AAA..HH", "CI.BBB..HH", "CI.AAA..HH", "CI.CCC..HH"],
@@ -106,6 +110,10 @@ def test_write_and_read_back(tmp_path, suffix):
     assert ev["magnitude"].iloc[0] == 2.0 and np.isnan(ev["magnitude"].iloc[1])
     assert ev["score"].tolist() == pytest.approx([0.9, 0.8])
     assert ev["rms_s"].tolist() == pytest.approx([0.12, 0.3])
+    assert ev["horizontal_uncertainty_km"].tolist() == pytest.approx([2.0, 0.8])
+    assert ev["min_horizontal_uncertainty_km"].iloc[0] == pytest.approx(0.5)
+    assert ev["azimuth_max_horizontal_uncertainty_deg"].iloc[0] == pytest.approx(60.0)
+    assert ev[["min_horizontal_uncertainty_km", "azimuth_max_horizontal_uncertainty_deg"]].iloc[1].isna().all()
     merged = asg.assign(station_id=pk["station_id"].to_numpy()[asg["pick_index"]],
                         pick_time=pk["time"].to_numpy()[asg["pick_index"]])
     assert merged["station_id"].tolist() == ["CI.AAA..HH", "CI.BBB..HH", "CI.AAA..HH"]
@@ -129,6 +137,12 @@ def test_quakeml_is_standard(tmp_path):
     pick = ev.picks[0]
     assert pick.waveform_id.get_seed_string() == "CI.AAA..HH" and pick.phase_hint == "P"
     assert origin.arrivals[0].pick_id.get_referred_object() is pick
+    ellipse = origin.origin_uncertainty
+    assert (ellipse.preferred_description, ellipse.max_horizontal_uncertainty, ellipse.min_horizontal_uncertainty,
+            ellipse.azimuth_max_horizontal_uncertainty) == ("uncertainty ellipse", 2000.0, 500.0, 60.0)
+    assert ellipse.confidence_level == pytest.approx(100 * (1 - np.exp(-0.5)), abs=0.01)
+    circle = cat[1].preferred_origin().origin_uncertainty
+    assert (circle.preferred_description, circle.horizontal_uncertainty) == ("horizontal uncertainty", 800.0)
 
 
 def test_write_rejects_bad_assignments(tmp_path):

@@ -232,3 +232,29 @@ def test_uncertainties_cover_the_errors_of_loose_far_picks(layered_tt, network):
     from_residuals = relocate(layered_tt, network, arrivals, start, t0, (0.0, 19.0))
     assert np.allclose(from_residuals.xyz, loc.xyz, equal_nan=True)
     assert (distance <= 2 * from_residuals.horizontal_km[ok]).mean() < 0.82
+
+
+def test_error_ellipse_of_an_event_beside_a_line_of_stations(layered_tt):
+    """Stations on a north-south line and an event 15 km east of its middle: the distance from
+    the line trades off against the origin time while the position along the line is pinned by
+    the moveout, so the 1-sigma ellipse is long east-west (semi-major axis near azimuth 90) and
+    narrow north-south; its axes are the covariance's, and the same stations rotated by 30
+    degrees turn the ellipse by 30 degrees."""
+    def ellipse(angle_deg):
+        a = np.radians(angle_deg)
+        rotation = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])  # clockwise, as azimuths turn
+        line = np.column_stack([np.zeros(7), np.linspace(-30, 30, 7)]) @ rotation.T
+        stations = np.column_stack([line, np.zeros(7)])
+        true = np.r_[np.array([15.0, 0.0]) @ rotation.T, 8.0][None]
+        arrivals = 10.0 + layered_tt(true, stations)
+        loc = relocate(layered_tt, stations, arrivals, true + 1.0, np.array([9.5]), (0.0, 19.0),
+                       pick_sigma_s=np.full((1, 7, 2), 0.1))
+        return loc
+
+    loc = ellipse(0.0)
+    assert abs(loc.azimuth_deg[0] - 90.0) < 5.0 and loc.minor_km[0] < 0.5 * loc.horizontal_km[0]
+    values = np.linalg.eigvalsh(loc.covariance[0, :2, :2])
+    assert np.sqrt(values) == pytest.approx([loc.minor_km[0], loc.horizontal_km[0]])
+    turned = ellipse(30.0)
+    assert abs(turned.azimuth_deg[0] - 120.0) < 5.0
+    assert turned.horizontal_km[0] == pytest.approx(loc.horizontal_km[0], rel=0.05)
