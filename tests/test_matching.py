@@ -66,3 +66,33 @@ def test_empty_inputs():
     ref = make_events([0.0], [33.0], [-115.5])
     assert match_catalogs(ref.iloc[:0], ref).empty
     assert match_catalogs(ref, ref.iloc[:0]).empty
+
+
+def test_uncertainty_coverage_counts_reference_events_inside_the_ellipses():
+    """Our events with a 1-sigma ellipse 2 km north-south by 0.5 km east-west, depth sigma 1 km
+    and time sigma 0.1 s; the reference events lie 1 km north (half an ellipse), 0.8 km east
+    (1.6 ellipses), 1.4 km east (2.8), and one 1.5 km north of an event with only a circle of
+    1 km (1.5 of it). Their depths differ by 0.5, 1.5, 2.5, 0 km and times by 0.05, 0.25, 0, 0 s.
+    A catalog without uncertainties gets none."""
+    from catalogs.compare import compare_catalogs, summary_table, uncertainty_coverage
+
+    km = 1 / 111.195  # degrees of latitude per km
+    lon_km = km / np.cos(np.radians(33.0))
+    ours = make_events([0, 100, 200, 300], [33.0] * 4, [-115.5] * 4, depths=[5.0] * 4)
+    ours["horizontal_uncertainty_km"] = [2.0, 2.0, 2.0, 1.0]
+    ours["min_horizontal_uncertainty_km"] = [0.5, 0.5, 0.5, np.nan]
+    ours["azimuth_max_horizontal_uncertainty_deg"] = [0.0, 0.0, 180.0, np.nan]
+    ours["depth_uncertainty_km"] = 1.0
+    ours["time_uncertainty_s"] = 0.1
+    theirs = make_events([0.05, 100.25, 200, 300], [33.0 + km, 33.0, 33.0, 33.0 + 1.5 * km],
+                         [-115.5, -115.5 + 0.8 * lon_km, -115.5 + 1.4 * lon_km, -115.5], depths=[5.5, 6.5, 7.5, 5.0])
+    coverage = uncertainty_coverage(ours, theirs, [0, 1, 2, 3], [0, 1, 2, 3])
+    assert coverage["epicentre"] == {"n": 4, "within": [0.25, 0.75, 1.0]}
+    assert coverage["depth"]["within"] == [0.5, 0.75, 1.0]
+    assert coverage["origin_time"]["within"] == [0.75, 0.75, 1.0]
+    report = compare_catalogs(ours, theirs).report
+    assert report["uncertainty_coverage"] == coverage
+    assert "epicentre 0.25/0.75/1.00" in summary_table(report)
+    plain = ours.drop(columns=[c for c in ours.columns if "uncertainty" in c])
+    assert uncertainty_coverage(plain, theirs, [0], [0]) is None
+    assert "1/2/3-sigma" not in summary_table(compare_catalogs(plain, theirs).report)
