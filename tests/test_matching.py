@@ -73,7 +73,9 @@ def test_uncertainty_coverage_counts_reference_events_inside_the_ellipses():
     and time sigma 0.1 s; the reference events lie 1 km north (half an ellipse), 0.8 km east
     (1.6 ellipses), 1.4 km east (2.8), and one 1.5 km north of an event with only a circle of
     1 km (1.5 of it). Their depths differ by 0.5, 1.5, 2.5, 0 km and times by 0.05, 0.25, 0, 0 s.
-    A catalog without uncertainties gets none."""
+    The same reference with its own errors on the third event (1 km horizontal, 2 km in depth)
+    brings it within 1.25 and 1.12 sigmas of both catalogs' errors together. A catalog without
+    uncertainties gets none."""
     from catalogs.compare import compare_catalogs, summary_table, uncertainty_coverage
 
     km = 1 / 111.195  # degrees of latitude per km
@@ -87,9 +89,15 @@ def test_uncertainty_coverage_counts_reference_events_inside_the_ellipses():
     theirs = make_events([0.05, 100.25, 200, 300], [33.0 + km, 33.0, 33.0, 33.0 + 1.5 * km],
                          [-115.5, -115.5 + 0.8 * lon_km, -115.5 + 1.4 * lon_km, -115.5], depths=[5.5, 6.5, 7.5, 5.0])
     coverage = uncertainty_coverage(ours, theirs, [0, 1, 2, 3], [0, 1, 2, 3])
-    assert coverage["epicentre"] == {"n": 4, "within": [0.25, 0.75, 1.0]}
+    assert coverage["epicentre"] == {"n": 4, "within": [0.25, 0.75, 1.0], "with_reference_error": 0}
     assert coverage["depth"]["within"] == [0.5, 0.75, 1.0]
     assert coverage["origin_time"]["within"] == [0.75, 0.75, 1.0]
+    erred = theirs.assign(horizontal_uncertainty_km=[np.nan, np.nan, 1.0, np.nan],
+                          depth_uncertainty_km=[np.nan, np.nan, 2.0, np.nan])
+    both = uncertainty_coverage(ours, erred, [0, 1, 2, 3], [0, 1, 2, 3])
+    assert both["epicentre"] == {"n": 4, "within": [0.25, 1.0, 1.0], "with_reference_error": 1}
+    assert both["depth"] == {"n": 4, "within": [0.5, 1.0, 1.0], "with_reference_error": 1}
+    assert both["origin_time"] == {**coverage["origin_time"], "with_reference_error": 0}
     report = compare_catalogs(ours, theirs).report
     assert report["uncertainty_coverage"] == coverage
     assert "epicentre 0.25/0.75/1.00" in summary_table(report)
