@@ -55,25 +55,25 @@ class LocalProjection:
         return out
 
 
-def epicentral_distance_km(lat1, lon1, lat2, lon2) -> np.ndarray:
-    """Geodesic distance on the WGS84 ellipsoid in km, element-wise over broadcastable arrays."""
-    lat1, lon1, lat2, lon2 = np.broadcast_arrays(
-        *(np.asarray(a, dtype="float64") for a in (lat1, lon1, lat2, lon2))
-    )
-    if lat1.size == 0:
-        return np.zeros(lat1.shape)
-    _, _, dist_m = _GEOD.inv(lon1.ravel(), lat1.ravel(), lon2.ravel(), lat2.ravel())
-    return np.asarray(dist_m).reshape(lat1.shape) / 1000.0
-
-
-def epicentral_offset_km(lat1, lon1, lat2, lon2) -> tuple[np.ndarray, np.ndarray]:
-    """``(east, north)`` km of point 2 from point 1 along the WGS84 geodesic (its length and
-    the azimuth it leaves point 1 at), element-wise over broadcastable arrays."""
+def _geodesic(lat1, lon1, lat2, lon2) -> tuple[np.ndarray, np.ndarray]:
+    """``(azimuth rad, distance km)`` from point 1 to point 2 along the WGS84 geodesic,
+    element-wise over broadcastable arrays (the azimuth it leaves point 1 at)."""
     lat1, lon1, lat2, lon2 = np.broadcast_arrays(
         *(np.asarray(a, dtype="float64") for a in (lat1, lon1, lat2, lon2))
     )
     if lat1.size == 0:
         return np.zeros(lat1.shape), np.zeros(lat1.shape)
     azimuth, _, dist_m = _GEOD.inv(lon1.ravel(), lat1.ravel(), lon2.ravel(), lat2.ravel())
-    distance, azimuth = np.asarray(dist_m).reshape(lat1.shape) / 1000.0, np.radians(np.asarray(azimuth).reshape(lat1.shape))
+    return np.radians(np.asarray(azimuth)).reshape(lat1.shape), np.asarray(dist_m).reshape(lat1.shape) / 1000.0
+
+
+def epicentral_distance_km(lat1, lon1, lat2, lon2) -> np.ndarray:
+    """Geodesic distance on the WGS84 ellipsoid in km, element-wise over broadcastable arrays."""
+    return _geodesic(lat1, lon1, lat2, lon2)[1]
+
+
+def epicentral_offset_km(lat1, lon1, lat2, lon2) -> tuple[np.ndarray, np.ndarray]:
+    """``(east, north)`` km of point 2 from point 1 along the WGS84 geodesic (its length and
+    the azimuth it leaves point 1 at), element-wise over broadcastable arrays."""
+    azimuth, distance = _geodesic(lat1, lon1, lat2, lon2)
     return distance * np.sin(azimuth), distance * np.cos(azimuth)

@@ -80,4 +80,3 @@ class StationActivity:
         if self.end_s is not None:
             active &= query[:, None] <= np.asarray(self.end_s)[None, :]
         return active
-

@@ -265,11 +265,11 @@ def relocate(travel_times: TravelTimes, station_xyz: np.ndarray, arrivals: np.nd
     normal = jtw @ jac
     prior = np.full((d, s, 2), float(min_sigma_s)) if pick_sigma_s is None else \
         np.broadcast_to(np.asarray(pick_sigma_s, dtype="float64"), (d, s, 2))
-    variance = np.where(mask, np.maximum(prior, 1e-6) ** 2, 0.0).reshape(d, -1)
+    variance = np.where(mask, np.maximum(prior, 1e-6) ** 2, 1.0).reshape(d, -1)
+    # Residuals are 0 where there is no pick, so the 1.0 there adds nothing to the spread.
     meat = (jtw * variance[:, None, :]) @ jtw.transpose(0, 2, 1)
     dof = np.maximum(n_obs - 4, 1)
-    spread = np.where(mask.reshape(d, -1), w * r.reshape(d, -1) ** 2 / np.where(variance > 0, variance, 1.0), 0.0)
-    factor = np.maximum(spread.sum(1) / dof, 1.0)
+    factor = np.maximum((w * r.reshape(d, -1) ** 2 / variance).sum(1) / dof, 1.0)
     covariance = np.full((d, 4, 4), np.nan)
     ok = solvable.copy()
     if solvable.any():
