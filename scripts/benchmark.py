@@ -257,8 +257,9 @@ def main(argv=None) -> int:
                                                 cache_dir=out / "cache")
             save()
 
-    # Ours: one calibrated, trained model per network.
-    for network in sorted({s.network for s in chosen}):
+    # Ours: one calibrated, trained model per network (none when only the peers run).
+    ours = bool(wanted & {"genie", ONE_PASS})
+    for network in sorted({s.network for s in chosen} if ours else ()):
         if network not in record["models"]:
             # A day of the calibration scenario with a seed of its own: the user's data, not the test picks.
             base = next(s for s in scenarios(24.0) if s.name == CALIBRATION[network])

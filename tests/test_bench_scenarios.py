@@ -142,3 +142,19 @@ def test_report_lists_scenarios_in_the_order_of_the_list_whatever_order_they_wer
     assert rows == [[f"| {early}", "genie"], [f"| {late}", "genie"], [f"| {late}", "pyocto"]]
     order = [line.split(" | ")[0] for line in scenario_table.splitlines() if line.startswith("| ")][1:]
     assert order[:3] == [f"| {early}", f"| {late}", f"| {calibration}"]
+
+
+def test_benchmark_of_the_peers_alone_trains_no_model(tmp_path):
+    """``--associators`` without ours writes the scenarios and scores the peers, but neither
+    calibrates nor trains a model (a rerun of the peers alone takes their time only)."""
+    import json
+
+    from scripts import benchmark
+
+    out = tmp_path / "bench"
+    assert benchmark.main(["--out", str(out), "--quick", "--hours", "0.1", "--associators", "pyocto",
+                           "--data", str(tmp_path / "no_data")]) in (0, None)
+    record = json.loads((out / "runs.json").read_text())
+    assert sorted(record["scenarios"]) == sorted(benchmark.QUICK)
+    assert record["models"] == {} and not (out / "models").exists()
+    assert all(key.endswith("| pyocto") for key in record["runs"])
