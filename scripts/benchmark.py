@@ -369,7 +369,9 @@ def report(record: dict, args, hours: float, steps) -> list[str]:
                      "epi km": f"{r.get('epicentre_km', np.nan):.2f}", "depth km": f"{r.get('depth_km', np.nan):.2f}",
                      "origin s": f"{r.get('origin_s', np.nan):.2f}", "seconds": f"{r['seconds']:.1f}",
                      "picks/s": f"{r['picks_per_s']:.0f}", "peak MB": f"{r['peak_mb']:.0f}", "note": ""})
-    table = pd.DataFrame(rows).fillna("").set_index("scenario")
+    columns = ["scenario", "associator", "F1", "precision", "recall", "pick P", "pick R", "epi km", "depth km",
+               "origin s", "seconds", "picks/s", "peak MB", "note"]
+    table = pd.DataFrame(rows, columns=columns).fillna("").set_index("scenario")
     sc = pd.DataFrame(record["scenarios"]).T.loc[scenario_order][
         ["events", "counted_events", "picks", "true_picks", "completeness_magnitude", "reference_events"]]
     models = pd.DataFrame(record["models"]).T
