@@ -56,6 +56,14 @@ class MagnitudeScale:
         where = keys.get_indexer(pd.MultiIndex.from_arrays([station_id, phase]))
         return np.where(where >= 0, table["term"].to_numpy()[np.maximum(where, 0)], 0.0)
 
+    def amplitudes(self, magnitude, hypocentral_km) -> np.ndarray:
+        """The law forward, without station terms: peak ground velocities ``[n]`` (m/s) of
+        events of ``magnitude [n]`` at hypocentral distances ``[n]`` (km; at least
+        ``min_distance_km``). :meth:`pick_magnitudes` inverts it."""
+        distance = np.maximum(np.asarray(hypocentral_km, dtype="float64"), self.min_distance_km)
+        magnitude = np.asarray(magnitude, dtype="float64")
+        return 10.0 ** (self.c0 + self.c1 * (magnitude - self.reference_magnitude) + self.c3 * np.log10(distance))
+
     def pick_magnitudes(self, amplitude, hypocentral_km, station_id=None, phase=None) -> np.ndarray:
         """Magnitude estimates ``[n]`` of picks with peak amplitudes ``[n]`` (m/s) at hypocentral
         distances ``[n]`` (km); NaN where the amplitude is missing or not positive. Station terms

@@ -14,7 +14,9 @@ benchmark's recipe instead:
 * arrival times from the 1-D model with every velocity times ``velocity_scale`` (the mismatch
   cases: associators are given the unscaled model), Gaussian errors of ``TIMING_S`` (P, S);
 * false picks, ``false_ratio`` per true pick, uniform over stations and time, P or S at random;
-* amplitudes (m) from the Hutton & Boore (1987) ML relation, so associators that use them can.
+* amplitudes: peak ground velocities (m/s, the pick contract's unit, as PhaseNet's) from GaMMA's
+  magnitude-distance law (:class:`catalogs.magnitude.MagnitudeScale`, Zhu et al. 2022) with a
+  log-normal scatter of 0.3 (natural log), so associators that use them can.
 
 Files per scenario (``write``): ``stations.csv``, ``picks.csv`` (the pick contract only: what an
 associator reads), ``pick_truth.csv`` (row by row: ``event_id``, -1 for false picks, and
@@ -34,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from catalogs.fileio import write_csv_atomic, write_text_atomic
+from catalogs.magnitude import MagnitudeScale
 from catalogs.schema import format_times
 from catalogs.stations import read_stations
 from generator.network import Network
@@ -126,11 +129,6 @@ def make_events(scenario: Scenario, network: Network, rng: np.random.Generator) 
                          "magnitude": m[order]})
 
 
-def _amplitude_m(magnitude: np.ndarray, distance_km: np.ndarray) -> np.ndarray:
-    """Wood-Anderson amplitude (m) from Hutton & Boore (1987): ML = log10 A(mm) + 1.11 log10 r + 0.00189 r - 2.09."""
-    return 10.0 ** (magnitude - 1.11 * np.log10(distance_km) - 0.00189 * distance_km + 2.09 - 3.0)
-
-
 def make_picks(scenario: Scenario, network: Network, events: pd.DataFrame, travel_times: TravelTimes,
                rng: np.random.Generator) -> pd.DataFrame:
     """Picks (times in s from START): ``station, time_s, phase (0 P / 1 S), event (-1 false),
@@ -145,12 +143,12 @@ def make_picks(scenario: Scenario, network: Network, events: pd.DataFrame, trave
     e, s, k = np.nonzero(hit)
     tt = travel_times.paired(xyz[e], network.xyz[s], k)
     time_s = events["time_s"].to_numpy()[e] + tt + rng.normal(0.0, 1.0, len(e)) * np.asarray(TIMING_S)[k]
-    amp = _amplitude_m(events["magnitude"].to_numpy()[e], r[e, s]) * rng.lognormal(0.0, 0.3, len(e))
+    amp = MagnitudeScale().amplitudes(events["magnitude"].to_numpy()[e], r[e, s]) * rng.lognormal(0.0, 0.3, len(e))
     duration = scenario.hours * 3600.0
     inside = (time_s >= 0) & (time_s < duration)
     e, s, k, time_s, amp = e[inside], s[inside], k[inside], time_s[inside], amp[inside]
     n_false = int(round(scenario.false_ratio * len(e)))
-    false_amp = _amplitude_m(_magnitudes(rng, n_false), rng.uniform(5, 100, n_false))
+    false_amp = MagnitudeScale().amplitudes(_magnitudes(rng, n_false), rng.uniform(5, 100, n_false))
     out = pd.DataFrame({"station": np.r_[s, rng.integers(0, n_sta, n_false)],
                         "time_s": np.r_[time_s, rng.uniform(0, duration, n_false)],
                         "phase": np.r_[k, rng.integers(0, 2, n_false)],

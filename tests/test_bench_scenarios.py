@@ -47,6 +47,12 @@ def test_false_ratio_timing_and_detection(velocity, tmp_path):
     picked = np.zeros(r.shape, bool)
     picked[e[k == 0], s[k == 0]] = True
     assert picked[near_m50].mean() == pytest.approx(0.5, abs=0.1)
+    # Amplitudes are peak ground velocities (m/s) in GaMMA's law: inverted they give back the
+    # event magnitude, scattered by the log-normal 0.3 (0.3 / ln 10 / 0.93 = 0.14 units).
+    from catalogs.magnitude import MagnitudeScale
+
+    error = MagnitudeScale().pick_magnitudes(p["amplitude"].to_numpy(), r[e, s]) - events["magnitude"].to_numpy()[e]
+    assert abs(np.median(error)) < 0.02 and np.std(error) == pytest.approx(0.14, rel=0.1)
 
 
 def test_aftershocks_follow_omori(velocity, tmp_path):

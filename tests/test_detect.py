@@ -47,8 +47,9 @@ def test_find_peaks_recovers_planted_bumps(tiny_model):
 
 def test_default_merging_keeps_peaks_the_grid_resolves(tiny_model):
     """Two grid peaks 3 s and 8-16 km apart are separate maxima (each the largest within a label
-    width of it): the default merge distances (one label width) keep both, where the two label
-    widths used before issue 14's eighth round kept only the stronger."""
+    width of it): the default merge distances (one label width in space, half a window step in
+    time) keep both, where the two label widths used before issue 14's eighth round kept only the
+    stronger."""
     from genie.detect import _merge_distances
 
     m = tiny_model
@@ -61,10 +62,27 @@ def test_default_merging_keeps_peaks_the_grid_resolves(tiny_model):
         bump = peak * np.exp(-0.5 * (d[node] / 3.0) ** 2)[None] * np.exp(-0.5 * ((t - t[j]) / 1.0) ** 2)
         likelihood = np.maximum(likelihood, bump.astype(np.float32))
     merge_km, merge_s = _merge_distances(m, DetectSettings())
-    assert (merge_km, merge_s) == (m.config.label_sigma_km, m.config.label_sigma_s)
+    assert (merge_km, merge_s) == (m.config.label_sigma_km, m.config.offset_step_s / 2)
     t_idx, nodes = find_peaks(m, likelihood, 0.3, merge_km, merge_s)
     assert t_idx.tolist() == [5, 7] and nodes.tolist() == [a, b]
-    assert find_peaks(m, likelihood, 0.3, 2 * merge_km, 2 * merge_s)[0].tolist() == [5]
+    assert find_peaks(m, likelihood, 0.3, 2 * merge_km, 2 * m.config.label_sigma_s)[0].tolist() == [5]
+
+
+def test_default_merging_keeps_sources_the_refinement_separates(tiny_model):
+    """Refined sources at one place: two window steps apart in origin time (the benchmark's M 6
+    mainshock and an aftershock source 3.6 s later, 3.59 s steps) both stay, where merging
+    within a label width (4.8 s there) kept only the stronger; closer than half a step (the
+    refinement lattice's spacing) they are one event found twice."""
+    from genie.detect import _merge_distances
+
+    c = tiny_model.config
+    merge_km, merge_s = _merge_distances(tiny_model, DetectSettings())
+    times = np.array([10.0, 10.0 + c.offset_step_s, 10.0 + 0.4 * c.offset_step_s])
+    xyz = np.zeros((3, 3))
+    assert suppress(times, xyz, merge_s, merge_km).tolist() == [True, True, False]
+    assert suppress(times, xyz, c.label_sigma_s, merge_km).tolist() == [True, False, False]
+    # An explicit setting wins.
+    assert _merge_distances(tiny_model, DetectSettings(merge_s=3.0, merge_km=1.0)) == (1.0, 3.0)
 
 
 def _planted_picks(model, origin_s=20.0, node=0):

@@ -20,6 +20,17 @@ def test_pick_magnitudes_invert_the_amplitude_law():
     assert np.isnan(MagnitudeScale().pick_magnitudes([0.0, np.nan], [10.0, 10.0])).all()
 
 
+def test_amplitudes_are_the_law_that_pick_magnitudes_inverts():
+    scale = MagnitudeScale()
+    # GaMMA's law in cm/s (c0 = 1.08): an M 3.5 at 10 km has log10 PGV = 1.08 - 1.68 = -0.60 cm/s.
+    assert scale.amplitudes([3.5], [10.0])[0] == pytest.approx(10 ** -0.60 / 100)
+    m, r = np.array([0.5, 2.0, 4.0, 6.0]), np.array([0.2, 12.0, 80.0, 300.0])
+    np.testing.assert_allclose(scale.pick_magnitudes(scale.amplitudes(m, r), r), m, atol=1e-9)
+    # One magnitude unit is 0.93 decades; ten times farther, 1.68 decades weaker.
+    assert np.log10(scale.amplitudes([3.0, 2.0], [10.0, 100.0])).tolist() == pytest.approx(
+        np.log10(scale.amplitudes([2.0, 2.0], [10.0, 10.0])).tolist() + np.array([0.93, -1.68]))
+
+
 def test_event_magnitude_is_the_median_over_stations():
     table = event_magnitudes(["a"] * 5 + ["b"], ["s1", "s1", "s2", "s3", "s4", "s1"],
                              [1.0, 1.2, 1.5, 1.4, 3.5, 2.0])
