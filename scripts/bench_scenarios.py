@@ -143,12 +143,13 @@ def make_picks(scenario: Scenario, network: Network, events: pd.DataFrame, trave
     e, s, k = np.nonzero(hit)
     tt = travel_times.paired(xyz[e], network.xyz[s], k)
     time_s = events["time_s"].to_numpy()[e] + tt + rng.normal(0.0, 1.0, len(e)) * np.asarray(TIMING_S)[k]
-    amp = MagnitudeScale().amplitudes(events["magnitude"].to_numpy()[e], r[e, s]) * rng.lognormal(0.0, 0.3, len(e))
+    law = MagnitudeScale()
+    amp = law.amplitudes(events["magnitude"].to_numpy()[e], r[e, s]) * rng.lognormal(0.0, 0.3, len(e))
     duration = scenario.hours * 3600.0
     inside = (time_s >= 0) & (time_s < duration)
     e, s, k, time_s, amp = e[inside], s[inside], k[inside], time_s[inside], amp[inside]
     n_false = int(round(scenario.false_ratio * len(e)))
-    false_amp = MagnitudeScale().amplitudes(_magnitudes(rng, n_false), rng.uniform(5, 100, n_false))
+    false_amp = law.amplitudes(_magnitudes(rng, n_false), rng.uniform(5, 100, n_false))
     out = pd.DataFrame({"station": np.r_[s, rng.integers(0, n_sta, n_false)],
                         "time_s": np.r_[time_s, rng.uniform(0, duration, n_false)],
                         "phase": np.r_[k, rng.integers(0, 2, n_false)],
